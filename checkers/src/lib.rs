@@ -1,0 +1,7 @@
+//! Pure analysis of operation histories. This crate owns the history model and every
+//! checker; it does no I/O beyond parsing from readers it is handed, and never
+//! depends on tokio or on any other crate of the workspace.
+
+pub mod history;
+
+pub use history::{Op, OpType, Process};
