@@ -1,1 +1,3 @@
+//! `splitbrain`: the command-line entry point.
+mod nodes;
 fn main() {}
