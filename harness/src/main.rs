@@ -1,3 +1,1 @@
-//! `splitbrain`: the command-line entry point.
-mod nodes;
 fn main() {}

@@ -1,0 +1,1 @@
+//! SSH control (being written).

@@ -1,0 +1,1 @@
+//! Local lab cluster (being written).

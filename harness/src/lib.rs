@@ -1,0 +1,6 @@
+//! The splitbrain engine: SSH control, the local lab, systems under test, the runner,
+//! the store and the CLI. `main.rs` only calls [`cli::main`].
+
+pub mod control;
+pub mod lab;
+pub mod nodes;
