@@ -1,1 +1,9 @@
-//! placeholder until filled
+//! Fault planning. This crate decides *what* to break and renders each fault and its
+//! heal as exact shell commands per node; it never runs anything (the harness does).
+//! Pure and unit-testable: no I/O, no async.
+
+pub mod grudge;
+pub mod iptables;
+pub mod shell;
+
+pub use grudge::{Grudge, GrudgeError, Topology};
