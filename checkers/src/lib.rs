@@ -3,5 +3,8 @@
 //! depends on tokio or on any other crate of the workspace.
 
 pub mod history;
+pub mod lost_writes;
+pub mod verdict;
 
 pub use history::{Op, OpType, Process};
+pub use verdict::Validity;
