@@ -1,1 +1,112 @@
-//! placeholder until filled
+//! What clients do. This crate owns the operation generators of each workload and
+//! knows which checkers judge it; it does no I/O and never talks to a system (the
+//! harness turns each [`Invocation`] into a client call and records the outcome).
+
+pub mod set;
+
+use checkers::{Op, Validity};
+use serde::Serialize;
+use std::fmt;
+use std::str::FromStr;
+
+/// The operation functions clients perform, as they appear in `f` of the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpFn {
+    Add,
+    Read,
+}
+
+impl OpFn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpFn::Add => "add",
+            OpFn::Read => "read",
+        }
+    }
+}
+
+/// One operation a client is asked to perform.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub f: OpFn,
+    pub key: Option<String>,
+    pub value: serde_json::Value,
+    /// Part of the final reads after heal and recovery.
+    pub is_final: bool,
+}
+
+/// The workloads splitbrain knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    /// Add unique integers to a set, read it at the end: finds lost writes.
+    Set,
+}
+
+impl WorkloadKind {
+    pub const ALL: &'static [WorkloadKind] = &[WorkloadKind::Set];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Set => "set",
+        }
+    }
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for WorkloadKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        WorkloadKind::ALL
+            .iter()
+            .copied()
+            .find(|w| w.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = WorkloadKind::ALL.iter().map(|w| w.name()).collect();
+                format!("unknown workload {s:?} (known: {})", names.join(", "))
+            })
+    }
+}
+
+/// Hands out invocations to client processes. Shared by all clients of a run, so
+/// implementations keep their state behind `&mut self` and the runner serialises calls.
+pub trait Generator: Send {
+    /// The next operation for `process` during the main phase.
+    fn next(&mut self, process: u64) -> Invocation;
+    /// The reads every node answers after heal and recovery.
+    fn final_reads(&self) -> Vec<Invocation>;
+}
+
+/// One checker's outcome, ready to be stored and reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckerResult {
+    /// Checker name (`lost-writes`, ...).
+    pub checker: &'static str,
+    pub valid: Validity,
+    /// A one-line summary for tables and JUnit.
+    pub summary: String,
+    /// The checker's full report.
+    pub details: serde_json::Value,
+}
+
+impl WorkloadKind {
+    /// A seeded generator for this workload.
+    pub fn generator(self, seed: u64) -> Box<dyn Generator> {
+        match self {
+            WorkloadKind::Set => Box::new(set::SetGenerator::new(seed)),
+        }
+    }
+
+    /// Runs every checker that judges this workload over `history`.
+    pub fn analyse(self, history: &[Op]) -> Vec<CheckerResult> {
+        match self {
+            WorkloadKind::Set => vec![set::analyse(history)],
+        }
+    }
+}
