@@ -212,6 +212,11 @@ impl<W: Write> JsonlWriter<W> {
         self.next_index == 0
     }
 
+    /// The sink, e.g. to sync it to disk.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
     pub fn into_inner(self) -> W {
         self.out
     }
