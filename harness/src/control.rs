@@ -1,1 +1,0 @@
-//! SSH control (being written).

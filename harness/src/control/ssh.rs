@@ -1,0 +1,458 @@
+//! [`Session`]: one SSH connection per node, kept open; every command is a channel on
+//! it, at most `max_channels` at once. Host keys are checked against known_hosts in
+//! the handshake; a connection that dies (keepalives unanswered, node rebooted) is
+//! re-established on the next command.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle, Msg};
+use russh::keys::PublicKeyOrCertificate;
+use russh::{Channel, Preferred};
+use tokio::sync::{Mutex, Semaphore};
+use tokio::time::Instant;
+
+use super::auth::{login, Credentials};
+use super::chan::{self, ChanDone, ChanFailure, Sink};
+use super::error::{one_line, short_cmd, HostKeyProblem};
+use super::known_hosts::{self, HostKeyStatus, KnownHosts};
+use super::transfer::{download_command, temp_sibling, upload_script};
+use super::{ControlError, ExecOutput, Remote, SshOptions, StrictHostKeyChecking};
+use crate::nodes::NodeSpec;
+
+/// Serialises read-check-append of known_hosts files under accept-new.
+static KNOWN_HOSTS_LOCK: StdMutex<()> = StdMutex::new(());
+
+/// The russh event handler: checks the server key.
+struct Client {
+    node: String,
+    host: String,
+    port: u16,
+    known_hosts: std::path::PathBuf,
+    policy: StrictHostKeyChecking,
+}
+
+#[derive(Debug)]
+enum HandlerError {
+    Ssh(russh::Error),
+    Rejected(Box<ControlError>),
+}
+
+impl From<russh::Error> for HandlerError {
+    fn from(e: russh::Error) -> Self {
+        HandlerError::Ssh(e)
+    }
+}
+
+impl Client {
+    fn verify(&self, key: &russh::keys::PublicKey) -> Result<(), ControlError> {
+        if self.policy == StrictHostKeyChecking::No {
+            return Ok(());
+        }
+        let file_err = |e: std::io::Error| ControlError::KnownHostsFile {
+            path: self.known_hosts.clone(),
+            reason: e.to_string(),
+        };
+        let _guard = KNOWN_HOSTS_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let kh = KnownHosts::load(&self.known_hosts).map_err(file_err)?;
+        let entry = known_hosts::host_entry_name(&self.host, self.port);
+        let fingerprint = known_hosts::fingerprint(key);
+        let problem = |line: usize| HostKeyProblem {
+            node: self.node.clone(),
+            entry: entry.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            key_type: key.algorithm().to_string(),
+            fingerprint: fingerprint.clone(),
+            known_hosts: self.known_hosts.clone(),
+            line,
+        };
+        match kh.check(&self.host, self.port, key) {
+            HostKeyStatus::Known { .. } => Ok(()),
+            HostKeyStatus::Changed { line } => {
+                Err(ControlError::ChangedHostKey(Box::new(problem(line))))
+            }
+            HostKeyStatus::Revoked { line } => Err(ControlError::RevokedHostKey {
+                node: self.node.clone(),
+                fingerprint,
+                known_hosts: self.known_hosts.clone(),
+                line,
+            }),
+            HostKeyStatus::Unknown { .. } if self.policy == StrictHostKeyChecking::AcceptNew => {
+                known_hosts::append(&self.known_hosts, &self.host, self.port, key)
+                    .map_err(file_err)?;
+                tracing::info!(
+                    "{}: added host key {fingerprint} for {entry} to {}",
+                    self.node,
+                    self.known_hosts.display()
+                );
+                Ok(())
+            }
+            HostKeyStatus::Unknown { .. } => {
+                Err(ControlError::UnknownHostKey(Box::new(problem(0))))
+            }
+        }
+    }
+}
+
+impl client::Handler for Client {
+    type Error = HandlerError;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match server_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(_) => {
+                return Err(HandlerError::Rejected(Box::new(ControlError::Handshake {
+                    node: self.node.clone(),
+                    reason: "server presented a host certificate, which is not supported".into(),
+                })))
+            }
+        };
+        self.verify(key)
+            .map(|()| true)
+            .map_err(|e| HandlerError::Rejected(Box::new(e)))
+    }
+}
+
+struct Inner {
+    node: NodeSpec,
+    label: String,
+    opts: SshOptions,
+    creds: Arc<Credentials>,
+    handle: Mutex<Arc<Handle<Client>>>,
+    slots: Arc<Semaphore>,
+}
+
+/// A kept-open SSH connection to one node. Cheap to share behind an `Arc`; all methods
+/// take `&self` and may run concurrently.
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+async fn establish(
+    node: &NodeSpec,
+    opts: &SshOptions,
+    creds: &Credentials,
+) -> Result<Handle<Client>, ControlError> {
+    let label = node.to_string();
+    let recorded = KnownHosts::load(&opts.known_hosts)
+        .map(|kh| kh.recorded_algorithms(&node.host, node.port))
+        .unwrap_or_default();
+    let preferred = Preferred {
+        key: Cow::Owned(known_hosts::prefer_recorded(
+            &Preferred::DEFAULT.key,
+            &recorded,
+        )),
+        ..Preferred::default()
+    };
+    let config = Arc::new(client::Config {
+        keepalive_interval: opts.keepalive_interval,
+        keepalive_max: opts.keepalive_max,
+        nodelay: true,
+        preferred,
+        ..client::Config::default()
+    });
+    let handler = Client {
+        node: label.clone(),
+        host: node.host.clone(),
+        port: node.port,
+        known_hosts: opts.known_hosts.clone(),
+        policy: opts.strict_host_key_checking,
+    };
+    let user = node.user.clone().unwrap_or_else(|| opts.username.clone());
+    let work = async {
+        let tcp = tokio::net::TcpStream::connect((node.host.as_str(), node.port))
+            .await
+            .map_err(|e| ControlError::Unreachable {
+                node: label.clone(),
+                reason: one_line(&e.to_string(), 200),
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let mut handle =
+            client::connect_stream(config, tcp, handler)
+                .await
+                .map_err(|e| match e {
+                    HandlerError::Rejected(e) => *e,
+                    HandlerError::Ssh(e) => ControlError::Handshake {
+                        node: label.clone(),
+                        reason: one_line(&e.to_string(), 200),
+                    },
+                })?;
+        login(&mut handle, &label, &user, creds).await?;
+        Ok(handle)
+    };
+    match tokio::time::timeout(opts.connect_timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(ControlError::ConnectTimeout {
+            node: label,
+            after: opts.connect_timeout,
+        }),
+    }
+}
+
+impl Session {
+    /// Connects, checks the host key and logs in, all within `opts.connect_timeout`.
+    pub async fn connect(node: &NodeSpec, opts: &SshOptions) -> Result<Session, ControlError> {
+        let creds = Arc::new(Credentials::load(opts)?);
+        Session::connect_with(node, opts, creds).await
+    }
+
+    /// Like [`Session::connect`] with credentials loaded once for many nodes.
+    pub async fn connect_with(
+        node: &NodeSpec,
+        opts: &SshOptions,
+        creds: Arc<Credentials>,
+    ) -> Result<Session, ControlError> {
+        let handle = establish(node, opts, &creds).await?;
+        Ok(Session {
+            inner: Arc::new(Inner {
+                label: node.to_string(),
+                node: node.clone(),
+                opts: opts.clone(),
+                creds,
+                handle: Mutex::new(Arc::new(handle)),
+                slots: Arc::new(Semaphore::new(opts.max_channels.max(1))),
+            }),
+        })
+    }
+
+    /// Ends the connection politely. Later commands reconnect.
+    pub async fn close(&self) {
+        let handle = self.inner.handle.lock().await.clone();
+        let _ = handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+    }
+
+    /// Channels currently free (for tests and diagnostics).
+    pub fn free_channels(&self) -> usize {
+        self.inner.slots.available_permits()
+    }
+
+    /// Runs a channel job on a spawned task, so that a caller that gives up (drops the
+    /// future) still leaves the channel closed at the deadline.
+    async fn job(
+        &self,
+        cmd: String,
+        stdin: Option<std::path::PathBuf>,
+        stdout: Sink,
+        timeout: Duration,
+    ) -> Result<ChanDone, ControlError> {
+        let inner = self.inner.clone();
+        let deadline = Instant::now() + timeout;
+        let task =
+            tokio::spawn(async move { inner.run_job(cmd, stdin, stdout, deadline, timeout).await });
+        task.await.map_err(|e| ControlError::Channel {
+            node: self.inner.label.clone(),
+            reason: format!("command task failed: {e}"),
+        })?
+    }
+}
+
+impl Inner {
+    async fn current(&self) -> Result<Arc<Handle<Client>>, ControlError> {
+        let mut guard = self.handle.lock().await;
+        if guard.is_closed() {
+            tracing::info!("{}: connection closed; reconnecting", self.label);
+            *guard = Arc::new(establish(&self.node, &self.opts, &self.creds).await?);
+        }
+        Ok(guard.clone())
+    }
+
+    async fn open(&self) -> Result<Channel<Msg>, ControlError> {
+        let handle = self.current().await?;
+        match handle.channel_open_session().await {
+            Ok(c) => Ok(c),
+            // The connection died under us; the command was never sent, so one
+            // retry on a fresh connection is safe.
+            Err(_) if handle.is_closed() => {
+                let handle = self.current().await?;
+                handle
+                    .channel_open_session()
+                    .await
+                    .map_err(|e| ControlError::Disconnected {
+                        node: self.label.clone(),
+                        reason: one_line(&e.to_string(), 200),
+                    })
+            }
+            Err(e) => Err(ControlError::Channel {
+                node: self.label.clone(),
+                reason: format!(
+                    "server refused a new channel ({}); lower max_channels below the node's sshd MaxSessions",
+                    one_line(&e.to_string(), 200)
+                ),
+            }),
+        }
+    }
+
+    async fn run_job(
+        &self,
+        cmd: String,
+        stdin: Option<std::path::PathBuf>,
+        stdout: Sink,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<ChanDone, ControlError> {
+        let timed_out = || ControlError::CommandTimeout {
+            node: self.label.clone(),
+            command: short_cmd(&cmd),
+            after: timeout,
+        };
+        let setup = async {
+            let permit = self.slots.clone().acquire_owned().await;
+            let channel = self.open().await?;
+            Ok::<_, ControlError>((permit, channel))
+        };
+        let (_permit, channel) = tokio::time::timeout_at(deadline, setup)
+            .await
+            .map_err(|_| timed_out())??;
+        chan::run(channel, &cmd, stdin, stdout, deadline)
+            .await
+            .map_err(|f| match f {
+                ChanFailure::Timeout => timed_out(),
+                ChanFailure::Refused => ControlError::Channel {
+                    node: self.label.clone(),
+                    reason: format!("server refused to run: {}", short_cmd(&cmd)),
+                },
+                ChanFailure::TooLarge(what) => ControlError::OutputTooLarge {
+                    node: self.label.clone(),
+                    what: format!("{what} of {}", short_cmd(&cmd)),
+                    limit: super::MAX_OUTPUT,
+                },
+                ChanFailure::Lost(reason) => ControlError::Disconnected {
+                    node: self.label.clone(),
+                    reason: format!("{} (running {})", one_line(&reason, 200), short_cmd(&cmd)),
+                },
+                ChanFailure::LocalIo(reason) => ControlError::Transfer {
+                    node: self.label.clone(),
+                    what: short_cmd(&cmd),
+                    reason: one_line(&reason, 200),
+                },
+            })
+    }
+}
+
+fn last_line(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("(no stderr)");
+    one_line(last, 300)
+}
+
+impl Remote for Session {
+    fn node(&self) -> &NodeSpec {
+        &self.inner.node
+    }
+
+    fn command_timeout(&self) -> Duration {
+        self.inner.opts.command_timeout
+    }
+
+    async fn exec(&self, cmd: &str, timeout: Duration) -> Result<ExecOutput, ControlError> {
+        if cmd.contains('\0') {
+            return Err(ControlError::NulInCommand {
+                node: self.inner.label.clone(),
+                command: short_cmd(cmd),
+            });
+        }
+        let done = self
+            .job(cmd.to_string(), None, Sink::Memory(Vec::new()), timeout)
+            .await?;
+        let stdout = match done.stdout {
+            Sink::Memory(v) => v,
+            Sink::File(_) => Vec::new(),
+        };
+        Ok(ExecOutput {
+            stdout,
+            stderr: done.stderr,
+            status: done.status,
+        })
+    }
+
+    async fn upload(&self, local: &Path, remote: &str, mode: u32) -> Result<(), ControlError> {
+        let what = format!("upload of {} to {remote}", local.display());
+        let err = |reason: String| ControlError::Transfer {
+            node: self.inner.label.clone(),
+            what: what.clone(),
+            reason,
+        };
+        if remote.is_empty() || remote.contains('\0') {
+            return Err(err("empty remote path or NUL in it".into()));
+        }
+        let meta = tokio::fs::metadata(local)
+            .await
+            .map_err(|e| err(format!("cannot read local file: {e}")))?;
+        if !meta.is_file() {
+            return Err(err("local path is not a regular file".into()));
+        }
+        let script = upload_script(remote, meta.len(), mode);
+        let done = self
+            .job(
+                script,
+                Some(local.to_path_buf()),
+                Sink::Memory(Vec::new()),
+                self.inner.opts.transfer_timeout,
+            )
+            .await?;
+        if done.status != super::ExitStatus::Code(0) {
+            return Err(err(format!("{}: {}", done.status, last_line(&done.stderr))));
+        }
+        Ok(())
+    }
+
+    async fn download(&self, remote: &str, local: &Path) -> Result<(), ControlError> {
+        let what = format!("download of {remote} to {}", local.display());
+        let err = |reason: String| ControlError::Transfer {
+            node: self.inner.label.clone(),
+            what: what.clone(),
+            reason,
+        };
+        if remote.contains('\0') {
+            return Err(err("NUL in remote path".into()));
+        }
+        if let Some(dir) = local.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let tmp = temp_sibling(local);
+        let file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| err(format!("cannot create {}: {e}", tmp.display())))?;
+        let result = self
+            .job(
+                download_command(remote),
+                None,
+                Sink::File(file),
+                self.inner.opts.transfer_timeout,
+            )
+            .await;
+        let finish = async {
+            let done = result?;
+            if done.status != super::ExitStatus::Code(0) {
+                return Err(err(format!("{}: {}", done.status, last_line(&done.stderr))));
+            }
+            if let Sink::File(mut f) = done.stdout {
+                use tokio::io::AsyncWriteExt;
+                f.flush().await.map_err(|e| err(e.to_string()))?;
+                f.sync_all().await.map_err(|e| err(e.to_string()))?;
+            }
+            tokio::fs::rename(&tmp, local)
+                .await
+                .map_err(|e| err(format!("cannot rename into place: {e}")))
+        };
+        let r = finish.await;
+        if r.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        r
+    }
+}

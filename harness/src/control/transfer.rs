@@ -1,0 +1,86 @@
+//! Shared pieces of uploads and downloads: the remote shell script that receives a
+//! file on stdin and installs it atomically, and local temp-file naming.
+//!
+//! Files travel over an exec channel (`cat`), not SFTP: it needs no sftp subsystem on
+//! the node, and the script can replace a running binary by rename (writing into it in
+//! place fails with "Text file busy") and verify the byte count before installing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::quote::sh_quote;
+
+/// The script an upload runs: stdin goes to a temp file next to `remote_path`; only
+/// when exactly `size` bytes arrived is it chmod'ed and renamed over the target.
+pub(crate) fn upload_script(remote_path: &str, size: u64, mode: u32) -> String {
+    let dst = sh_quote(remote_path);
+    let mode = mode & 0o7777;
+    format!(
+        "set -e; dst={dst}; tmp=\"$dst.splitbrain-upload.$$\"; \
+         mkdir -p -- \"$(dirname -- \"$dst\")\"; \
+         trap 'rm -f -- \"$tmp\"' EXIT; \
+         cat > \"$tmp\"; \
+         n=$(wc -c < \"$tmp\" | tr -d ' '); \
+         if [ \"$n\" != {size} ]; then echo \"upload incomplete: $n of {size} bytes arrived\" >&2; exit 1; fi; \
+         chmod {mode:o} \"$tmp\"; mv -f -- \"$tmp\" \"$dst\"; trap - EXIT"
+    )
+}
+
+/// The command a download runs.
+pub(crate) fn download_command(remote_path: &str) -> String {
+    format!("cat -- {}", sh_quote(remote_path))
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A unique temp path in the same directory as `path` (so rename is atomic).
+pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "download".into());
+    path.with_file_name(format!(".{name}.partial.{}.{n}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_script_installs_only_complete_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let dst = dir.path().join("sub dir/it's");
+        let dst_s = dst.to_str().unwrap();
+        let run = |data: &[u8], size: u64| {
+            use std::io::Write;
+            let mut child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(upload_script(dst_s, size, 0o750))
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(data).unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let out = run(b"hello", 5);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(&dst).unwrap(), b"hello");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&dst).unwrap().permissions().mode() & 0o7777,
+            0o750
+        );
+        // A short stream must leave the old file and no temp file behind.
+        let out = run(b"hel", 5);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("upload incomplete: 3 of 5"));
+        assert_eq!(std::fs::read(&dst).unwrap(), b"hello");
+        assert_eq!(std::fs::read_dir(dst.parent().unwrap()).unwrap().count(), 1);
+    }
+}
