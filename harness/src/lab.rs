@@ -1,1 +1,0 @@
-//! Local lab cluster (being written).
