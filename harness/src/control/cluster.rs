@@ -16,6 +16,7 @@ pub struct PerNode<T> {
 }
 
 /// Sessions to every node of a test, in nodes-file order.
+#[derive(Debug)]
 pub struct Cluster {
     sessions: Vec<Arc<Session>>,
 }

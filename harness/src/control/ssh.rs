@@ -195,6 +195,15 @@ async fn establish(
     }
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("node", &self.inner.label)
+            .field("free_channels", &self.free_channels())
+            .finish()
+    }
+}
+
 impl Session {
     /// Connects, checks the host key and logs in, all within `opts.connect_timeout`.
     pub async fn connect(node: &NodeSpec, opts: &SshOptions) -> Result<Session, ControlError> {
