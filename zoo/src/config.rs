@@ -1,0 +1,253 @@
+//! Command-line flags of the `zoo` binary and their validation into a [`Config`]
+//! shared by every mode.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::modes::ModeName;
+use crate::store::FsyncPolicy;
+
+/// `zoo`: a reference server for splitbrain, one architecture per `--mode`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "zoo", version, about)]
+pub struct Args {
+    /// Which architecture to run.
+    #[arg(long, value_enum)]
+    pub mode: ModeName,
+    /// This node's name; must appear in --peers.
+    #[arg(long)]
+    pub node: String,
+    /// Address to listen on for clients and peers, e.g. 10.77.77.11:7070.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Every node of the cluster including this one: n1=ADDR:PORT,n2=ADDR:PORT,...
+    #[arg(long)]
+    pub peers: String,
+    /// Directory for this node's data (created when absent).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Log file (appended to); stderr when absent.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// File to write the server's pid to once it listens; removed on clean shutdown.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Detach: start the server in a new session and exit 0 once it listens.
+    #[arg(long)]
+    pub daemon: bool,
+    /// The node that is master when the cluster starts fresh (default: first peer).
+    #[arg(long)]
+    pub initial_master: Option<String>,
+    /// Interval between heartbeats to each peer.
+    #[arg(long, default_value_t = 200)]
+    pub heartbeat_ms: u64,
+    /// How long a replica goes without hearing from its master before failing over.
+    #[arg(long, default_value_t = 1500)]
+    pub failover_timeout_ms: u64,
+    /// Timeout of each peer connect and each peer request.
+    #[arg(long, default_value_t = 500)]
+    pub peer_timeout_ms: u64,
+    /// When appends to the data log are fsynced.
+    #[arg(long, value_enum, default_value_t = FsyncPolicy::Always)]
+    pub fsync: FsyncPolicy,
+    /// How long --daemon waits for the server to listen before giving up.
+    #[arg(long, default_value_t = 10_000)]
+    pub daemon_ready_timeout_ms: u64,
+    /// Accept the test-only `debug_block_peers` request (simulated partitions).
+    /// Never use against a system under test: it is for the zoo's own tests.
+    #[arg(long)]
+    pub debug_fault_injection: bool,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: ModeName,
+    pub node: String,
+    pub listen: SocketAddr,
+    /// All nodes, by name, including this one.
+    pub nodes: BTreeMap<String, SocketAddr>,
+    pub data_dir: PathBuf,
+    pub log: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub initial_master: String,
+    pub heartbeat: Duration,
+    pub failover_timeout: Duration,
+    pub peer_timeout: Duration,
+    pub fsync: FsyncPolicy,
+    pub debug_fault_injection: bool,
+}
+
+impl Config {
+    /// The other nodes.
+    pub fn peers(&self) -> impl Iterator<Item = (&String, &SocketAddr)> {
+        self.nodes.iter().filter(move |(n, _)| **n != self.node)
+    }
+}
+
+/// Parses `n1=ADDR:PORT,n2=ADDR:PORT`, keeping the order of appearance.
+pub fn parse_peers(text: &str) -> Result<Vec<(String, SocketAddr)>, String> {
+    let mut out: Vec<(String, SocketAddr)> = Vec::new();
+    for (i, item) in text.split(',').enumerate() {
+        let item = item.trim();
+        let Some((name, addr)) = item.split_once('=') else {
+            return Err(format!(
+                "--peers entry {} `{item}`: expected NAME=ADDR:PORT",
+                i + 1
+            ));
+        };
+        check_name(name).map_err(|e| format!("--peers entry {} `{item}`: {e}", i + 1))?;
+        let addr: SocketAddr = addr.parse().map_err(|e| {
+            format!(
+                "--peers entry {} `{item}`: `{addr}` is not an IP:PORT address ({e})",
+                i + 1
+            )
+        })?;
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(format!("--peers: node `{name}` is listed twice"));
+        }
+        out.push((name.to_string(), addr));
+    }
+    Ok(out)
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("node names are 1 to 64 characters".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(format!(
+            "node name `{name}` may only contain letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+impl TryFrom<Args> for Config {
+    type Error = String;
+
+    fn try_from(a: Args) -> Result<Config, String> {
+        let order = parse_peers(&a.peers)?;
+        let first = order
+            .first()
+            .map(|(n, _)| n.clone())
+            .ok_or("--peers is empty")?;
+        let nodes: BTreeMap<String, SocketAddr> = order.into_iter().collect();
+        if !nodes.contains_key(&a.node) {
+            return Err(format!(
+                "--node `{}` is not one of --peers ({})",
+                a.node,
+                names(&nodes)
+            ));
+        }
+        let initial_master = a.initial_master.unwrap_or(first);
+        if !nodes.contains_key(&initial_master) {
+            return Err(format!(
+                "--initial-master `{initial_master}` is not one of --peers ({})",
+                names(&nodes)
+            ));
+        }
+        if a.heartbeat_ms == 0 || a.peer_timeout_ms == 0 {
+            return Err("--heartbeat-ms and --peer-timeout-ms must be positive".into());
+        }
+        if a.failover_timeout_ms <= a.heartbeat_ms {
+            return Err(format!(
+                "--failover-timeout-ms ({}) must exceed --heartbeat-ms ({})",
+                a.failover_timeout_ms, a.heartbeat_ms
+            ));
+        }
+        Ok(Config {
+            mode: a.mode,
+            node: a.node,
+            listen: a.listen,
+            nodes,
+            data_dir: a.data_dir,
+            log: a.log,
+            pid_file: a.pid_file,
+            initial_master,
+            heartbeat: Duration::from_millis(a.heartbeat_ms),
+            failover_timeout: Duration::from_millis(a.failover_timeout_ms),
+            peer_timeout: Duration::from_millis(a.peer_timeout_ms),
+            fsync: a.fsync,
+            debug_fault_injection: a.debug_fault_injection,
+        })
+    }
+}
+
+fn names(nodes: &BTreeMap<String, SocketAddr>) -> String {
+    nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Result<Config, String> {
+        let mut argv = vec![
+            "zoo",
+            "--mode",
+            "async-failover",
+            "--listen",
+            "127.0.0.1:7000",
+            "--data-dir",
+            "/tmp/x",
+        ];
+        argv.extend_from_slice(extra);
+        let a = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
+        Config::try_from(a)
+    }
+
+    #[test]
+    fn validates_peers_and_names() {
+        let ok = args(&[
+            "--node",
+            "n2",
+            "--peers",
+            "n2=127.0.0.1:7001, n1=127.0.0.1:7000",
+        ])
+        .unwrap();
+        assert_eq!(ok.initial_master, "n2", "first listed peer");
+        assert_eq!(ok.peers().count(), 1);
+        for (peers, node, want) in [
+            (
+                "n1=127.0.0.1:1",
+                "n9",
+                "--node `n9` is not one of --peers (n1)",
+            ),
+            ("n1=localhost:1", "n1", "entry 1 `n1=localhost:1`"),
+            ("n1", "n1", "expected NAME=ADDR:PORT"),
+            ("n1=127.0.0.1:1,n1=127.0.0.1:2", "n1", "listed twice"),
+            ("n 1=127.0.0.1:1", "n 1", "may only contain"),
+        ] {
+            let err = args(&["--node", node, "--peers", peers]).unwrap_err();
+            assert!(err.contains(want), "{peers}: {err}");
+        }
+        let err = args(&[
+            "--node",
+            "n1",
+            "--peers",
+            "n1=127.0.0.1:1",
+            "--initial-master",
+            "n3",
+        ])
+        .unwrap_err();
+        assert!(err.contains("--initial-master `n3`"), "{err}");
+        let err = args(&[
+            "--node",
+            "n1",
+            "--peers",
+            "n1=127.0.0.1:1",
+            "--failover-timeout-ms",
+            "100",
+        ])
+        .unwrap_err();
+        assert!(err.contains("must exceed"), "{err}");
+    }
+}

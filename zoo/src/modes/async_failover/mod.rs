@@ -1,0 +1,340 @@
+//! Mode `async-failover`: master-slave with asynchronous replication and naive
+//! automatic failover (Redis + Sentinel-like, deliberately flawed).
+//!
+//! The master applies an `add`, persists it and acknowledges it at once; replicas
+//! pull the operations afterwards ([`replication`]). A replica that cannot reach its
+//! master for the failover timeout elects, among the peers it can reach, the
+//! lowest-named replica, which promotes itself with a higher epoch ([`election`]). An
+//! isolated master never notices and keeps acknowledging writes: two masters at once.
+//! When masters meet again the lower (epoch, name) steps down and fully resyncs from
+//! the other, discarding the writes only it had: acknowledged writes are lost.
+//!
+//! This file holds the node state and the request handling.
+
+mod election;
+mod replication;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::eventlog::EventLog;
+use crate::log_event;
+use crate::modes::Mode;
+use crate::peers::PeerPool;
+use crate::proto::{
+    Element, ErrorCode, ErrorReply, Lineage, Op, ReadReply, Request, Response, RoleInfo, RoleKind,
+    WriteAck,
+};
+use crate::server::{Handler, Reply};
+use crate::store::{Meta, Store};
+
+use election::{PeerView, State};
+
+/// One node of the `async-failover` mode.
+pub struct AsyncFailover {
+    cfg: Arc<Config>,
+    log: Arc<EventLog>,
+    peers: PeerPool,
+    /// Lock order: `state` before `store`; neither is held across an `.await`.
+    state: Mutex<State>,
+    store: Mutex<Store>,
+    /// The store's offset, for fetches waiting on new operations.
+    offset_tx: watch::Sender<u64>,
+    stopping: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn error(code: ErrorCode, message: String) -> Response {
+    Response::Error(ErrorReply::not_applied(code, message))
+}
+
+impl Mode for AsyncFailover {
+    fn open(cfg: Arc<Config>, log: Arc<EventLog>) -> anyhow::Result<Arc<Self>> {
+        let fresh = Meta {
+            epoch: 1,
+            lineage: Lineage {
+                epoch: 1,
+                node: cfg.initial_master.clone(),
+            },
+            previous: None,
+        };
+        let (store, recovery) = Store::open(&cfg.data_dir, cfg.fsync, fresh)
+            .with_context(|| format!("opening data directory {}", cfg.data_dir.display()))?;
+        let now = Instant::now();
+        let me = cfg.node.clone();
+        let (role, master) = if !recovery.fresh {
+            // After a restart nothing is known about the cluster: start as a replica
+            // and follow whichever master the heartbeats find.
+            (RoleKind::Replica, None)
+        } else if me == cfg.initial_master {
+            (RoleKind::Master, Some(me.clone()))
+        } else {
+            (RoleKind::Replica, Some(cfg.initial_master.clone()))
+        };
+        let meta = store.meta().clone();
+        log_event!(
+            log,
+            "start",
+            "mode=async-failover data_dir={} fresh={} records={} torn_bytes={} lineage={} offset={} elements={} epoch={} role={role} master={}",
+            cfg.data_dir.display(),
+            recovery.fresh,
+            recovery.records,
+            recovery.torn_bytes,
+            meta.lineage,
+            store.offset(),
+            store.element_count(),
+            meta.epoch,
+            master.as_deref().unwrap_or("-")
+        );
+        let state = State {
+            role,
+            epoch: meta.epoch,
+            master,
+            master_contact: now,
+            views: cfg
+                .peers()
+                .map(|(n, _)| (n.clone(), PeerView::default()))
+                .collect(),
+            waiting_for: None,
+        };
+        let (offset_tx, _) = watch::channel(store.offset());
+        Ok(Arc::new(AsyncFailover {
+            peers: PeerPool::new(cfg.peers(), cfg.peer_timeout),
+            cfg,
+            log,
+            state: Mutex::new(state),
+            store: Mutex::new(store),
+            offset_tx,
+            stopping: AtomicBool::new(false),
+        }))
+    }
+
+    fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
+        election::spawn(self, shutdown.clone());
+        replication::spawn(self, shutdown);
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let store = lock(&self.store);
+        match store.sync() {
+            Ok(()) => log_event!(
+                self.log,
+                "stop",
+                "data synced offset={} elements={}",
+                store.offset(),
+                store.element_count()
+            ),
+            Err(e) => log_event!(self.log, "stop", "final fsync failed: {e}"),
+        }
+    }
+}
+
+impl Handler for AsyncFailover {
+    async fn handle(&self, request: Request) -> Reply {
+        if let Some(from) = request.peer_sender() {
+            if !self.cfg.nodes.contains_key(from) || from == self.cfg.node {
+                return Reply::Send(error(
+                    ErrorCode::BadRequest,
+                    format!("`{from}` is not a peer of {}", self.cfg.node),
+                ));
+            }
+            if self.peers.is_blocked(from) {
+                // Simulated DROP: say nothing until the sender has given up.
+                tokio::time::sleep(self.cfg.peer_timeout * 4).await;
+                return Reply::Drop;
+            }
+        }
+        if self.stopping.load(Ordering::SeqCst) && !matches!(request, Request::Role) {
+            return Reply::Send(error(
+                ErrorCode::ShuttingDown,
+                format!("{} is shutting down", self.cfg.node),
+            ));
+        }
+        Reply::Send(match request {
+            Request::Add { key, value } => self.client_add(key, value).await,
+            Request::Read { key, local: true } => self.local_read(&key),
+            Request::Read { key, local: false } => self.client_read(key).await,
+            Request::Role => Response::Role(self.role_info()),
+            Request::Ping { from, view } => {
+                self.observe(&from, view);
+                self.decide_and_apply();
+                Response::Role(self.role_info())
+            }
+            Request::Fetch {
+                from,
+                lineage,
+                offset,
+                wait_ms,
+            } => self.serve_fetch(&from, lineage, offset, wait_ms).await,
+            Request::ForwardAdd { from, key, value } => {
+                self.master_add(&key, value).unwrap_or_else(|| {
+                    error(
+                        ErrorCode::NotMaster,
+                        format!(
+                            "{} is not master (write forwarded by {from})",
+                            self.cfg.node
+                        ),
+                    )
+                })
+            }
+            Request::ForwardRead { from, key } => {
+                if lock(&self.state).role == RoleKind::Master {
+                    self.local_read(&key)
+                } else {
+                    error(
+                        ErrorCode::NotMaster,
+                        format!("{} is not master (read forwarded by {from})", self.cfg.node),
+                    )
+                }
+            }
+            Request::DebugBlockPeers { peers } => self.debug_block(&peers),
+        })
+    }
+}
+
+impl AsyncFailover {
+    fn role_info(&self) -> RoleInfo {
+        let st = lock(&self.state);
+        let store = lock(&self.store);
+        RoleInfo {
+            node: self.cfg.node.clone(),
+            role: st.role,
+            epoch: st.epoch,
+            master: st.master.clone(),
+            lineage: store.meta().lineage.clone(),
+            offset: store.offset(),
+        }
+    }
+
+    fn local_read(&self, key: &str) -> Response {
+        let st = lock(&self.state);
+        let values = lock(&self.store).read(key);
+        Response::Values(ReadReply {
+            key: key.to_string(),
+            values,
+            node: self.cfg.node.clone(),
+            role: st.role,
+            epoch: st.epoch,
+        })
+    }
+
+    /// Applies an add if this node is master; `None` when it is not.
+    fn master_add(&self, key: &str, value: Element) -> Option<Response> {
+        let st = lock(&self.state);
+        if st.role != RoleKind::Master {
+            return None;
+        }
+        let mut store = lock(&self.store);
+        let op = Op {
+            key: key.to_string(),
+            value,
+        };
+        Some(match store.append(op) {
+            Ok(offset) => {
+                self.offset_tx.send_replace(offset);
+                Response::Added(WriteAck {
+                    key: key.to_string(),
+                    value,
+                    master: self.cfg.node.clone(),
+                    epoch: st.epoch,
+                })
+            }
+            Err(e) => {
+                log_event!(self.log, "storage-error", "add {key}={value}: {e}");
+                Response::Error(ErrorReply::indeterminate(
+                    ErrorCode::Storage,
+                    format!("{}: {e}", self.cfg.node),
+                ))
+            }
+        })
+    }
+
+    async fn client_add(&self, key: String, value: Element) -> Response {
+        if let Some(done) = self.master_add(&key, value) {
+            return done;
+        }
+        let request = Request::ForwardAdd {
+            from: self.cfg.node.clone(),
+            key,
+            value,
+        };
+        self.forward(request).await
+    }
+
+    async fn client_read(&self, key: String) -> Response {
+        if lock(&self.state).role == RoleKind::Master {
+            return self.local_read(&key);
+        }
+        let request = Request::ForwardRead {
+            from: self.cfg.node.clone(),
+            key,
+        };
+        self.forward(request).await
+    }
+
+    /// Sends a client operation to the master this replica believes in and relays
+    /// the answer.
+    async fn forward(&self, request: Request) -> Response {
+        let master = lock(&self.state).master.clone();
+        let Some(master) = master.filter(|m| *m != self.cfg.node) else {
+            return error(
+                ErrorCode::NoMaster,
+                format!("{} is not master and knows no master", self.cfg.node),
+            );
+        };
+        match self
+            .peers
+            .call(&master, &request, self.cfg.peer_timeout)
+            .await
+        {
+            Ok(response) => response,
+            Err(e) if !e.request_sent() => error(
+                ErrorCode::MasterUnreachable,
+                format!(
+                    "{} could not reach master {master}, nothing sent: {e}",
+                    self.cfg.node
+                ),
+            ),
+            Err(e) => Response::Error(ErrorReply::indeterminate(
+                ErrorCode::ForwardLost,
+                format!(
+                    "{} forwarded to master {master} but got no answer: {e}",
+                    self.cfg.node
+                ),
+            )),
+        }
+    }
+
+    fn debug_block(&self, peers: &[String]) -> Response {
+        if !self.cfg.debug_fault_injection {
+            return Response::Error(ErrorReply::not_applied(
+                ErrorCode::Unsupported,
+                format!(
+                    "{}: debug_block_peers needs --debug-fault-injection",
+                    self.cfg.node
+                ),
+            ));
+        }
+        match self.peers.set_blocked(peers) {
+            Ok(blocked) => {
+                log_event!(
+                    self.log,
+                    "debug-block-peers",
+                    "simulated partition: blocking [{}]",
+                    blocked.join(",")
+                );
+                Response::DebugBlocked { peers: blocked }
+            }
+            Err(e) => error(ErrorCode::BadRequest, format!("debug_block_peers: {e}")),
+        }
+    }
+}

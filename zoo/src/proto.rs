@@ -1,0 +1,379 @@
+//! The zoo wire protocol: newline-delimited JSON, one request line answered by one
+//! response line, on one TCP port per node that serves both clients and peers.
+//!
+//! These types are the contract between zoo nodes and the splitbrain harness; their
+//! JSON shapes are stable. Requests are tagged by `"op"`, responses by `"type"`:
+//!
+//! ```text
+//! -> {"op":"add","key":"s","value":7}
+//! <- {"type":"added","key":"s","value":7,"master":"n1","epoch":1}
+//! -> {"op":"read","key":"s","local":true}
+//! <- {"type":"values","key":"s","values":[7],"node":"n2","role":"replica","epoch":1}
+//! -> {"op":"role"}
+//! <- {"type":"role","node":"n2","role":"replica","epoch":1,"master":"n1","lineage":{"epoch":1,"node":"n1"},"offset":1}
+//! -> {"op":"nonsense"}
+//! <- {"type":"error","code":"bad_request","outcome":"not_applied","message":"..."}
+//! ```
+//!
+//! Requests reject unknown fields (a typo is a bad request); responses tolerate
+//! them, so fields can be added without breaking older clients.
+//! Variants marked *peer* are spoken between zoo nodes; a client has no reason to send them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Integer elements of the sets the zoo stores.
+pub type Element = i64;
+
+/// One request line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Add `value` to the set under `key`. A replica forwards it to the master it
+    /// believes in and relays the answer. Success: [`Response::Added`].
+    Add { key: String, value: Element },
+    /// Read the set under `key`. `local: true` answers from this node's own copy
+    /// (whatever its role); `local: false` reads from the master this node believes in
+    /// (forwarded when this node is a replica). Success: [`Response::Values`].
+    Read {
+        key: String,
+        #[serde(default)]
+        local: bool,
+    },
+    /// This node's view of its role. Success: [`Response::Role`].
+    Role,
+    /// *peer*: heartbeat from `from`, carrying the sender's own view. Answered with
+    /// [`Response::Role`] describing the receiver.
+    Ping { from: String, view: RoleInfo },
+    /// *peer*: a replica asks its master for the operations after `offset` of
+    /// `lineage`; the master may wait up to `wait_ms` for new ones. Answered with
+    /// [`Response::Ops`] or, when the replica's history cannot be continued,
+    /// [`Response::Snapshot`] (full resync).
+    Fetch {
+        from: String,
+        lineage: Lineage,
+        offset: u64,
+        wait_ms: u64,
+    },
+    /// *peer*: an `add` a replica received from a client and forwards to its master.
+    /// The receiver never forwards it again.
+    ForwardAdd {
+        from: String,
+        key: String,
+        value: Element,
+    },
+    /// *peer*: a non-local `read` forwarded to the master.
+    ForwardRead { from: String, key: String },
+    /// Test-only fault injection, refused unless the node was started with
+    /// `--debug-fault-injection`: from now on this node neither sends to nor answers
+    /// the named peers (an empty list heals). Models an iptables DROP partition on a
+    /// single machine, where real packet filtering is not available to a unit test.
+    DebugBlockPeers { peers: Vec<String> },
+}
+
+impl Request {
+    /// The peer that sent this request, for peer requests.
+    pub fn peer_sender(&self) -> Option<&str> {
+        match self {
+            Request::Ping { from, .. }
+            | Request::Fetch { from, .. }
+            | Request::ForwardAdd { from, .. }
+            | Request::ForwardRead { from, .. } => Some(from),
+            Request::Add { .. }
+            | Request::Read { .. }
+            | Request::Role
+            | Request::DebugBlockPeers { .. } => None,
+        }
+    }
+}
+
+/// One response line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// An `add` was applied by `master` (the node that accepted it as master) in
+    /// `epoch`. The write is acknowledged; under asynchronous replication it may
+    /// still be lost later, which is the point of the flawed modes.
+    Added(WriteAck),
+    /// The set under `key` as held by the node that served the read.
+    Values(ReadReply),
+    /// A node's view of itself: answer to `role` and to `ping`.
+    Role(RoleInfo),
+    /// *peer*: operations `start+1 ..= start+ops.len()` of the master's `lineage`.
+    Ops {
+        lineage: Lineage,
+        previous: Option<LineageFork>,
+        start: u64,
+        ops: Vec<Op>,
+    },
+    /// *peer*: the master's whole data set at `offset` of `lineage`; the replica
+    /// discards its own data and takes this instead.
+    Snapshot {
+        lineage: Lineage,
+        previous: Option<LineageFork>,
+        offset: u64,
+        sets: BTreeMap<String, Vec<Element>>,
+    },
+    /// The peers this node now blocks (answer to `debug_block_peers`).
+    DebugBlocked { peers: Vec<String> },
+    /// The request failed; see [`ErrorReply::outcome`] for whether it may have taken effect.
+    Error(ErrorReply),
+}
+
+/// An acknowledged `add`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteAck {
+    pub key: String,
+    pub value: Element,
+    /// The node that accepted the write as master (not the one the client talked to,
+    /// when that one forwarded it).
+    pub master: String,
+    /// The epoch in which `master` accepted it.
+    pub epoch: u64,
+}
+
+/// The answer to a `read`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadReply {
+    pub key: String,
+    /// The elements, sorted ascending, without duplicates.
+    pub values: Vec<Element>,
+    /// The node whose copy this is.
+    pub node: String,
+    /// That node's role and epoch when it answered.
+    pub role: RoleKind,
+    pub epoch: u64,
+}
+
+/// A node's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleKind {
+    Master,
+    Replica,
+}
+
+impl fmt::Display for RoleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RoleKind::Master => "master",
+            RoleKind::Replica => "replica",
+        })
+    }
+}
+
+/// What a node believes about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleInfo {
+    /// The answering node's name.
+    pub node: String,
+    pub role: RoleKind,
+    /// The epoch this node is in: its own as master, its master's as replica.
+    pub epoch: u64,
+    /// The master this node believes in (itself when master), if any.
+    pub master: Option<String>,
+    /// The history this node's data belongs to.
+    pub lineage: Lineage,
+    /// How many operations of that history this node has applied.
+    pub offset: u64,
+}
+
+/// A history of operations, named by the node that started it when it became master
+/// in `epoch`. Two nodes at the same lineage and offset hold the same data.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Lineage {
+    pub epoch: u64,
+    pub node: String,
+}
+
+impl fmt::Display for Lineage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.node, self.epoch)
+    }
+}
+
+/// Where the current lineage forked from its predecessor: operations up to `offset`
+/// of `lineage` are shared, so a replica of the old lineage at or below `offset` can
+/// continue incrementally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineageFork {
+    pub lineage: Lineage,
+    pub offset: u64,
+}
+
+/// One replicated operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    pub key: String,
+    pub value: Element,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    pub outcome: Outcome,
+    /// One human-readable line.
+    pub message: String,
+}
+
+impl ErrorReply {
+    /// An error for an operation that certainly did not take effect.
+    pub fn not_applied(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorReply {
+            code,
+            outcome: Outcome::NotApplied,
+            message: message.into(),
+        }
+    }
+
+    /// An error for an operation that may or may not have taken effect.
+    pub fn indeterminate(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorReply {
+            code,
+            outcome: Outcome::Indeterminate,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} ({:?}): {}", self.code, self.outcome, self.message)
+    }
+}
+
+/// Whether a failed operation may have happened: Jepsen's `fail` versus `info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It definitely did not happen (Jepsen `fail`).
+    NotApplied,
+    /// It may have happened (Jepsen `info`).
+    Indeterminate,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line was not a valid request. Always `not_applied`.
+    BadRequest,
+    /// This node is not master and knows no master. Always `not_applied`.
+    NoMaster,
+    /// A forwarded operation reached a node that is not master. Always `not_applied`.
+    NotMaster,
+    /// The master could not be reached; nothing was sent. Always `not_applied`.
+    MasterUnreachable,
+    /// The operation was sent to the master but no answer came back in time, or the
+    /// connection broke after sending. Always `indeterminate`.
+    ForwardLost,
+    /// Persisting the operation failed; it may be partly written. `indeterminate`.
+    Storage,
+    /// The request is not available on this node (e.g. debug requests without
+    /// `--debug-fault-injection`). Always `not_applied`.
+    Unsupported,
+    /// The node is shutting down. Always `not_applied`.
+    ShuttingDown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_json_shapes_are_stable() {
+        let add: Request = serde_json::from_str(r#"{"op":"add","key":"k","value":-3}"#).unwrap();
+        assert_eq!(
+            add,
+            Request::Add {
+                key: "k".into(),
+                value: -3
+            }
+        );
+        let read: Request = serde_json::from_str(r#"{"op":"read","key":"k"}"#).unwrap();
+        assert_eq!(
+            read,
+            Request::Read {
+                key: "k".into(),
+                local: false
+            }
+        );
+        let role: Request = serde_json::from_str(r#"{"op":"role"}"#).unwrap();
+        assert_eq!(role, Request::Role);
+        assert_eq!(
+            serde_json::to_string(&Request::Read {
+                key: "k".into(),
+                local: true
+            })
+            .unwrap(),
+            r#"{"op":"read","key":"k","local":true}"#
+        );
+    }
+
+    #[test]
+    fn response_json_shapes_are_stable() {
+        let added = Response::Added(WriteAck {
+            key: "k".into(),
+            value: 1,
+            master: "n1".into(),
+            epoch: 2,
+        });
+        assert_eq!(
+            serde_json::to_string(&added).unwrap(),
+            r#"{"type":"added","key":"k","value":1,"master":"n1","epoch":2}"#
+        );
+        let values: Response = serde_json::from_str(
+            r#"{"type":"values","key":"k","values":[1,2],"node":"n3","role":"master","epoch":4}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            values,
+            Response::Values(ReadReply {
+                key: "k".into(),
+                values: vec![1, 2],
+                node: "n3".into(),
+                role: RoleKind::Master,
+                epoch: 4,
+            })
+        );
+        let err = Response::Error(ErrorReply::indeterminate(ErrorCode::ForwardLost, "x"));
+        assert_eq!(
+            serde_json::to_string(&err).unwrap(),
+            r#"{"type":"error","code":"forward_lost","outcome":"indeterminate","message":"x"}"#
+        );
+        let role = Response::Role(RoleInfo {
+            node: "n2".into(),
+            role: RoleKind::Replica,
+            epoch: 1,
+            master: None,
+            lineage: Lineage {
+                epoch: 1,
+                node: "n1".into(),
+            },
+            offset: 0,
+        });
+        let text = serde_json::to_string(&role).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"role","node":"n2","role":"replica","epoch":1,"master":null,"lineage":{"epoch":1,"node":"n1"},"offset":0}"#
+        );
+        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), role);
+    }
+
+    #[test]
+    fn malformed_requests_are_rejected() {
+        for line in [
+            r#"{"op":"add","key":"k"}"#,
+            r#"{"op":"add","key":"k","value":"x"}"#,
+            r#"{"op":"add","key":"k","value":1,"extra":2}"#,
+            r#"{"op":"fly"}"#,
+            r#"[]"#,
+            "not json",
+        ] {
+            assert!(serde_json::from_str::<Request>(line).is_err(), "{line}");
+        }
+    }
+}
