@@ -10,6 +10,7 @@
 //! still cleans up.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -39,7 +40,11 @@ fn setup(nodes: usize, test: &str) -> Option<Guard> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     if !root {
         assert!(!ci, "{test}: CI=true but not root; the lab tests need root");
-        eprintln!("{test}: skipped: the lab tests need root (and network namespaces)");
+        // Written to the stderr handle, not with eprintln!, so libtest does not capture it.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: skipped: the lab tests need root (and network namespaces)"
+        );
         return None;
     }
     let lock = lab::exclusive_use(Duration::from_secs(900)).expect("lab lock");
@@ -301,7 +306,7 @@ fn up_is_reachable_idempotent_and_down_removes_everything() {
 
 #[test]
 fn up_repairs_a_half_built_lab_and_shrinks() {
-    let Some(g) = setup(3, "repair") else { return };
+    let Some(g) = setup(4, "repair") else { return };
     let info = lab::up(&g.cfg).expect("lab up");
     let pids = sshd_pids(&g.cfg);
     // Break it in several ways at once.
@@ -321,6 +326,10 @@ fn up_repairs_a_half_built_lab_and_shrinks() {
         "addr flush",
     );
     std::fs::remove_file(&info.known_hosts).expect("rm known_hosts");
+    // A new host key for n1 must reach both known_hosts and n1's running sshd.
+    let n1_key = g.cfg.state_dir.join("n1/ssh_host_ed25519_key");
+    let old_n1_key = std::fs::read_to_string(&n1_key).expect("n1 host key");
+    std::fs::remove_file(&n1_key).expect("rm n1 host key");
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         lab::status(&g.cfg).expect("status").state,
@@ -329,25 +338,35 @@ fn up_repairs_a_half_built_lab_and_shrinks() {
 
     let repaired = lab::up(&g.cfg).expect("repairing up");
     assert_eq!(repaired, info);
-    for n in ["n1", "n2", "n3"] {
+    assert_ne!(
+        std::fs::read_to_string(&n1_key).expect("new key"),
+        old_n1_key
+    );
+    for n in ["n1", "n2", "n3", "n4"] {
         ok(&ssh(&repaired, None, n, "true"), n);
     }
     ok(&ssh(&repaired, Some("sb-n3"), "n1", "true"), "n3 -> n1");
     let after = sshd_pids(&g.cfg);
-    assert_eq!(after["n1"], pids["n1"], "a healthy sshd is kept");
+    assert_eq!(after["n4"], pids["n4"], "a healthy sshd is kept");
+    assert_ne!(
+        after["n1"], pids["n1"],
+        "n1's sshd restarted on its new host key"
+    );
     assert_eq!(lab::status(&g.cfg).expect("status").state, LabState::Up);
 
-    // Fewer nodes: n3 goes, with its sshd, namespace, veth and files.
+    // Fewer nodes: n3 and n4 go, with their sshds, namespaces, veths and files.
     let small = LabConfig {
         nodes: 2,
         ..g.cfg.clone()
     };
     let info2 = lab::up(&small).expect("shrinking up");
     assert_eq!(info2.nodes.len(), 2);
-    assert!(!alive(after["n3"]));
+    assert!(!alive(after["n3"]) && !alive(after["n4"]));
     assert_eq!(lab_namespaces().len(), 2);
-    assert!(!lab_links().contains(&"sb-n3-h".to_string()));
-    assert!(!g.cfg.state_dir.join("n3").exists());
+    let mut links = lab_links();
+    links.sort();
+    assert_eq!(links, ["sb-br0", "sb-n1-h", "sb-n2-h"]);
+    assert!(!g.cfg.state_dir.join("n3").exists() && !g.cfg.state_dir.join("work/n4").exists());
     let status = lab::status(&small).expect("status");
     assert_eq!((status.state, status.nodes.len()), (LabState::Up, 2));
 }
@@ -361,7 +380,10 @@ fn down_works_without_state_dir() {
     // The sshds, plus any short-lived children forked for up's TCP probes.
     let pids = lab_pids();
     let sshds = sshd_pids(&g.cfg);
-    assert!(sshds.values().all(|p| pids.contains(p)), "{sshds:?} not in {pids:?}");
+    assert!(
+        sshds.values().all(|p| pids.contains(p)),
+        "{sshds:?} not in {pids:?}"
+    );
     std::fs::remove_dir_all(&g.cfg.state_dir).expect("rm state");
     lab::down(&g.cfg).expect("lab down");
     assert_nothing_left(&g.cfg.state_dir, &pids);

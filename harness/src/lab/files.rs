@@ -123,12 +123,12 @@ pub(crate) fn write_if_changed(path: &Path, text: &str, mode: u32) -> Result<boo
 }
 
 /// Makes an ed25519 key pair at `key` unless a complete pair is there; returns the public
-/// key line. A half pair is replaced.
-pub(crate) fn ensure_key(key: &Path, comment: &str) -> Result<String, LabError> {
+/// key line and whether it made a new pair. A half pair is replaced.
+pub(crate) fn ensure_key(key: &Path, comment: &str) -> Result<(String, bool), LabError> {
     let public = PathBuf::from(format!("{}.pub", key.display()));
     if let (Ok(_), Ok(text)) = (fs::metadata(key), fs::read_to_string(&public)) {
         if text.starts_with("ssh-ed25519 ") {
-            return Ok(text.trim().to_string());
+            return Ok((text.trim().to_string(), false));
         }
     }
     for p in [key, public.as_path()] {
@@ -146,7 +146,7 @@ pub(crate) fn ensure_key(key: &Path, comment: &str) -> Result<String, LabError> 
         ],
     )?;
     let text = fs::read_to_string(&public).map_err(|e| io_err(&public, e))?;
-    Ok(text.trim().to_string())
+    Ok((text.trim().to_string(), true))
 }
 
 /// The lean sshd configuration of node `name` at `addr`. `use_pam` is only set when the

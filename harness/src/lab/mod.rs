@@ -179,7 +179,7 @@ pub fn up(cfg: &LabConfig) -> Result<LabInfo, LabError> {
 
     files::make_dir(&layout.root, 0o700)?;
     files::write_if_changed(&layout.marker(), "splitbrain lab state directory\n", 0o644)?;
-    let lab_key = files::ensure_key(&layout.private_key(), "splitbrain-lab")?;
+    let (lab_key, _) = files::ensure_key(&layout.private_key(), "splitbrain-lab")?;
     files::write_if_changed(&layout.authorized_keys(), &format!("{lab_key}\n"), 0o600)?;
 
     let nodes: Vec<_> = (1..=cfg.nodes).map(node).collect();
@@ -199,12 +199,13 @@ pub fn up(cfg: &LabConfig) -> Result<LabInfo, LabError> {
         files::make_dir(&layout.node_dir(name), 0o700)?;
         let workdir = layout.workdir(name);
         files::make_dir(&workdir, 0o755)?;
-        let host_key =
+        let (host_key, new_key) =
             files::ensure_key(&layout.host_key(name), &format!("splitbrain-lab-{name}"))?;
         host_keys.push((*addr, host_key));
         let text = files::sshd_config(&layout, name, *addr, use_pam);
         let changed = files::write_if_changed(&layout.sshd_config(name), &text, 0o600)?;
-        sshd::ensure(&layout, name, ns, changed)?;
+        // Restart on a new host key too, so the listener never serves a stale one.
+        sshd::ensure(&layout, name, ns, changed || new_key)?;
         specs.push(NodeSpec {
             name: name.clone(),
             host: addr.to_string(),
@@ -252,9 +253,9 @@ fn remove_extra(
     for ns in extra {
         sys::terminate(ns, sshd::GRACE, || sys::pids_in_netns(ns))?;
         net::delete_namespace(ns)?;
-        if let Some(name) = ns.strip_prefix("sb-") {
-            remove_node_files(layout, name)?;
-        }
+    }
+    for i in nodes.len() + 1..=MAX_NODES {
+        remove_node_files(layout, &format!("n{i}"))?;
     }
     for link in root_links.iter().map(|l| l.ifname.as_str()) {
         let wanted = link == BRIDGE || (1..=nodes.len()).any(|i| net::host_veth(i) == link);

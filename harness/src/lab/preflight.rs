@@ -61,7 +61,10 @@ pub(crate) fn root_locked() -> bool {
 
 /// Checks that iptables can list rules inside the namespace `ns` (the nemesis needs it).
 pub(crate) fn check_namespace_iptables(ns: &str) -> Result<(), LabError> {
-    match run("ip", &["netns", "exec", ns, "iptables", "-S"]) {
+    // The absolute path, so that the command run in the namespace is the one preflight found.
+    let iptables = which("iptables").unwrap_or_else(|| "iptables".into());
+    let iptables = iptables.to_str().unwrap_or("iptables");
+    match run("ip", &["netns", "exec", ns, iptables, "-S"]) {
         Ok(_) => Ok(()),
         Err(LabError::Command { message, .. }) => Err(LabError::NamespaceIptables {
             ns: ns.to_string(),

@@ -37,8 +37,10 @@ fn show(program: &str, args: &[&str]) -> String {
 }
 
 /// Runs a command to completion; non-zero exit is an error carrying its stderr.
+/// The program is looked up as [`which`] does, so what preflight found is what runs.
 pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, LabError> {
-    let out = Command::new(program)
+    let path = which(program).unwrap_or_else(|| PathBuf::from(program));
+    let out = Command::new(path)
         .args(args)
         .stdin(Stdio::null())
         .output()
