@@ -146,6 +146,13 @@ impl<R: BufRead> JsonlReader<R> {
     }
 }
 
+impl<R> JsonlReader<R> {
+    /// The 1-based number of the last line read (0 before the first).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+}
+
 impl<R: BufRead> Iterator for JsonlReader<R> {
     type Item = Result<Op, HistoryError>;
     fn next(&mut self) -> Option<Self::Item> {

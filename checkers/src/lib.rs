@@ -2,7 +2,12 @@
 //! checker; it does no I/O beyond parsing from readers it is handed, and never
 //! depends on tokio or on any other crate of the workspace.
 
+pub mod formats;
 pub mod history;
+pub mod linear;
+pub mod models;
+pub mod operation;
+pub mod pipeline;
 pub mod lost_writes;
 pub mod verdict;
 

@@ -1,0 +1,94 @@
+//! From a history's text to a linearizability verdict: parse in a [`Format`], pair
+//! invocations with completions, pick the model, compile and search. Every input
+//! problem comes back as one [`InputError`] naming the line and column of the first
+//! bad record.
+
+use crate::formats::{self, Format, FormatError, Parsed};
+use crate::linear::{CheckOptions, CheckResult};
+use crate::models::{ModelConfig, ModelKind};
+use crate::operation::{pair, Operation};
+
+/// A history that cannot be checked, and where.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("line {line}, column {column}: {message}")]
+pub struct InputError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl From<FormatError> for InputError {
+    fn from(e: FormatError) -> Self {
+        InputError {
+            line: e.line,
+            column: e.column,
+            message: e.message,
+        }
+    }
+}
+
+/// A parsed and paired history with the model it will be checked against.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub format: Format,
+    pub model: ModelKind,
+    pub config: ModelConfig,
+    pub parsed: Parsed,
+    pub operations: Vec<Operation>,
+}
+
+impl Prepared {
+    /// The source line of operation `i`'s invocation.
+    pub fn line_of(&self, i: usize) -> usize {
+        self.operations
+            .get(i)
+            .and_then(|o| self.parsed.lines.get(o.invoke_pos))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Parses and pairs `text`; `model` overrides the format's default or the guess
+/// from the functions used.
+pub fn prepare(
+    format: Format,
+    model: Option<ModelKind>,
+    text: &str,
+) -> Result<Prepared, InputError> {
+    let parsed = formats::parse(format, text)?;
+    let operations = pair(&parsed.ops, format.pair_options()).map_err(|e| InputError {
+        line: parsed.lines.get(e.pos).copied().unwrap_or(0),
+        column: 1,
+        message: e.message,
+    })?;
+    let model = match model.or(format.default_model()) {
+        Some(m) => m,
+        // A history without client ops is vacuously linearizable on any model.
+        None if operations.is_empty() => ModelKind::Register,
+        None => ModelKind::infer(&operations).ok_or_else(|| InputError {
+            line: parsed.lines.first().copied().unwrap_or(1),
+            column: 1,
+            message: "cannot tell which model fits: no client op uses a known function \
+                      (name one with --model)"
+                .into(),
+        })?,
+    };
+    Ok(Prepared {
+        format,
+        model,
+        config: format.model_config(),
+        parsed,
+        operations,
+    })
+}
+
+/// Runs the check.
+pub fn check(p: &Prepared, opts: &CheckOptions) -> Result<CheckResult, InputError> {
+    p.model
+        .check(&p.operations, &p.config, opts)
+        .map_err(|e| InputError {
+            line: p.line_of(e.op),
+            column: 1,
+            message: e.message,
+        })
+}
