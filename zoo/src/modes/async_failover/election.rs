@@ -403,7 +403,7 @@ mod tests {
             RoleKind::Master,
             1,
             Some("n1"),
-            0 * MS,
+            Duration::ZERO,
             now,
             &[("n2", 10 * MS, info("n2", RoleKind::Master, 2))],
         );
@@ -419,7 +419,7 @@ mod tests {
             RoleKind::Master,
             2,
             Some("n2"),
-            0 * MS,
+            Duration::ZERO,
             now,
             &[("n1", 10 * MS, info("n1", RoleKind::Master, 2))],
         );

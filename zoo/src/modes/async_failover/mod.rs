@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -66,8 +65,7 @@ impl Mode for AsyncFailover {
             },
             previous: None,
         };
-        let (store, recovery) = Store::open(&cfg.data_dir, cfg.fsync, fresh)
-            .with_context(|| format!("opening data directory {}", cfg.data_dir.display()))?;
+        let (store, recovery) = Store::open(&cfg.data_dir, cfg.fsync, fresh)?;
         let now = Instant::now();
         let me = cfg.node.clone();
         let (role, master) = if !recovery.fresh {
@@ -140,8 +138,9 @@ impl Mode for AsyncFailover {
 
 impl Handler for AsyncFailover {
     async fn handle(&self, request: Request) -> Reply {
-        if let Some(from) = request.peer_sender() {
-            if !self.cfg.nodes.contains_key(from) || from == self.cfg.node {
+        let sender = request.peer_sender().map(str::to_string);
+        if let Some(from) = &sender {
+            if !self.cfg.nodes.contains_key(from) || *from == self.cfg.node {
                 return Reply::Send(error(
                     ErrorCode::BadRequest,
                     format!("`{from}` is not a peer of {}", self.cfg.node),
@@ -159,7 +158,19 @@ impl Handler for AsyncFailover {
                 format!("{} is shutting down", self.cfg.node),
             ));
         }
-        Reply::Send(match request {
+        let response = self.dispatch(request).await;
+        // A partition that began while the request was being handled (a fetch
+        // waiting for new operations, say) swallows the answer too.
+        if sender.is_some_and(|from| self.peers.is_blocked(&from)) {
+            return Reply::Drop;
+        }
+        Reply::Send(response)
+    }
+}
+
+impl AsyncFailover {
+    async fn dispatch(&self, request: Request) -> Response {
+        match request {
             Request::Add { key, value } => self.client_add(key, value).await,
             Request::Read { key, local: true } => self.local_read(&key),
             Request::Read { key, local: false } => self.client_read(key).await,
@@ -197,11 +208,9 @@ impl Handler for AsyncFailover {
                 }
             }
             Request::DebugBlockPeers { peers } => self.debug_block(&peers),
-        })
+        }
     }
-}
 
-impl AsyncFailover {
     fn role_info(&self) -> RoleInfo {
         let st = lock(&self.state);
         let store = lock(&self.store);
