@@ -4,3 +4,10 @@
 pub mod control;
 pub mod lab;
 pub mod nodes;
+pub mod cli;
+pub mod config;
+pub mod log;
+pub mod runner;
+pub mod store;
+pub mod summary;
+pub mod systems;

@@ -1,1 +1,4 @@
-fn main() {}
+//! `splitbrain`: see `harness::cli`.
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(harness::cli::main())
+}

@@ -1,0 +1,341 @@
+//! The command line (clap): parses arguments, resolves a [`TestConfig`], and maps
+//! every outcome to DESIGN.md's exit codes — 0 valid, 1 invalid, 2 unknown, 3 the
+//! harness could not do its job (with one line on stderr saying what and where).
+
+use crate::config::{self, Concurrency, NemesisKind, TestConfig};
+use crate::control::{SshOptions, StrictHostKeyChecking};
+use crate::lab::{self, LabConfig};
+use crate::nodes::{self, NodeSpec};
+use crate::runner::{self, stop::Stop};
+use crate::summary;
+use crate::systems::zoo::Zoo;
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use workloads::WorkloadKind;
+
+/// Exit status when the harness itself failed.
+pub const EXIT_HARNESS: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "splitbrain",
+    version,
+    about = "Jepsen-style fault injection: partitions, clocks, crashes; checks for lost writes and split brain"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one test and report (with no nodes given: on the local lab).
+    Test(TestArgs),
+    /// The local lab: a cluster of network namespaces on this machine.
+    Lab(LabArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub action: LabAction,
+    /// Where the lab keeps its key, known_hosts, nodes file and per-node directories.
+    #[arg(long, global = true, default_value = lab::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabAction {
+    /// Create the lab (idempotent).
+    Up {
+        /// Number of nodes (1 to 9).
+        #[arg(long, default_value_t = lab::DEFAULT_NODES)]
+        nodes: usize,
+    },
+    /// Remove every namespace, link, process and file of the lab.
+    Down,
+    /// Show each node's state.
+    Status,
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// Comma-separated nodes (`host[:port]`); default: the local lab.
+    #[arg(long, conflicts_with = "nodes_file")]
+    pub nodes: Option<String>,
+    /// File with one node a line: `NAME HOST[:PORT] [workdir=DIR] [user=USER]`.
+    #[arg(long)]
+    pub nodes_file: Option<PathBuf>,
+    /// SSH login user (a node's own `user=` wins).
+    #[arg(long, default_value = "root")]
+    pub username: String,
+    /// SSH private key; default: the lab's key, or ~/.ssh/id_* and the ssh-agent.
+    #[arg(long)]
+    pub ssh_private_key: Option<PathBuf>,
+    /// known_hosts to check node keys against; default: the lab's, or ~/.ssh/known_hosts.
+    #[arg(long)]
+    pub known_hosts: Option<PathBuf>,
+    /// yes (default), accept-new (trust on first use) or no.
+    #[arg(long, default_value = "yes", value_parser = |s: &str| s.parse::<StrictHostKeyChecking>())]
+    pub strict_host_key_checking: StrictHostKeyChecking,
+    /// Bound on connecting and logging in to one node.
+    #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
+    pub ssh_connect_timeout: Duration,
+    /// System under test.
+    #[arg(long, default_value = "zoo")]
+    pub system: String,
+    /// Zoo mode (architecture) to deploy.
+    #[arg(long, default_value = "async-failover")]
+    pub zoo_mode: String,
+    /// The zoo binary to upload; default: `zoo` beside this executable.
+    #[arg(long)]
+    pub zoo_binary: Option<PathBuf>,
+    /// Workload.
+    #[arg(long, default_value = "set", value_parser = |s: &str| s.parse::<WorkloadKind>())]
+    pub workload: WorkloadKind,
+    /// Nemesis: partition (isolate the current master, heal, repeat) or none.
+    #[arg(long, default_value = "partition", value_parser = config::parse_nemesis)]
+    pub nemesis: NemesisKind,
+    /// How long each fault lasts; faults are half of this apart.
+    #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
+    pub nemesis_interval: Duration,
+    /// How long clients run.
+    #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
+    pub time_limit: Duration,
+    /// Wait after the final heal before the final reads.
+    #[arg(long, default_value = "5s", value_parser = config::parse_duration)]
+    pub recovery_time: Duration,
+    /// Client processes: a count, or `Nn` for N per node.
+    #[arg(long, default_value = "2n", value_parser = config::parse_concurrency)]
+    pub concurrency: Concurrency,
+    /// Target ops/s over all clients (0: as fast as they go).
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Upper bound on client operations in the run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_ops: u64,
+    /// Per-operation timeout; an op that exceeds it is indeterminate (`info`).
+    #[arg(long, default_value = "2s", value_parser = config::parse_duration)]
+    pub op_timeout: Duration,
+    /// Seed for the op mix and fault choices (default: random, recorded).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Test name (the results folder); default from system, workload and nemesis.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where runs are stored.
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+    /// Leave the system running on the nodes after the test.
+    #[arg(long)]
+    pub leave_db_running: bool,
+}
+
+/// Parses arguments; clap's own errors map to exit 3 (bad input), not clap's 2, which
+/// DESIGN.md reserves for `unknown`.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return 0;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("bad arguments");
+            eprintln!(
+                "splitbrain: {} (see --help)",
+                first.trim_start_matches("error: ")
+            );
+            return EXIT_HARNESS;
+        }
+    };
+    crate::log::init();
+    match cli.command {
+        Command::Lab(args) => report(lab_command(args)),
+        Command::Test(args) => report(test_command(args)),
+    }
+}
+
+fn report(r: anyhow::Result<u8>) -> u8 {
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            let text = format!("{e:#}").replace('\n', " ");
+            eprintln!("splitbrain: error: {text}");
+            EXIT_HARNESS
+        }
+    }
+}
+
+fn lab_command(args: LabArgs) -> anyhow::Result<u8> {
+    match args.action {
+        LabAction::Up { nodes } => {
+            let cfg = LabConfig {
+                nodes,
+                state_dir: args.state_dir,
+            };
+            let t = std::time::Instant::now();
+            let info = lab::up(&cfg)?;
+            println!(
+                "lab up: {} nodes in {:.2}s",
+                info.nodes.len(),
+                t.elapsed().as_secs_f64()
+            );
+            println!("nodes file:  {}", info.nodes_file.display());
+            println!(
+                "ssh config:  {}  (e.g. ssh -F {} n1)",
+                info.ssh_config.display(),
+                info.ssh_config.display()
+            );
+            Ok(0)
+        }
+        LabAction::Down => {
+            let t = std::time::Instant::now();
+            lab::down(&LabConfig {
+                nodes: lab::DEFAULT_NODES,
+                state_dir: args.state_dir,
+            })?;
+            println!("lab down in {:.2}s", t.elapsed().as_secs_f64());
+            Ok(0)
+        }
+        LabAction::Status => {
+            let s = lab::status(&LabConfig {
+                nodes: lab::DEFAULT_NODES,
+                state_dir: args.state_dir,
+            })?;
+            print!("{s}");
+            Ok(0)
+        }
+    }
+}
+
+/// The zoo binary beside the running executable.
+fn default_zoo_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("zoo")))
+        .unwrap_or_else(|| PathBuf::from("zoo"))
+}
+
+fn resolve_nodes(args: &TestArgs, ssh: &mut SshOptions) -> anyhow::Result<(Vec<NodeSpec>, bool)> {
+    if let Some(list) = &args.nodes {
+        return Ok((nodes::parse_nodes_flag(list)?, false));
+    }
+    if let Some(file) = &args.nodes_file {
+        return Ok((nodes::read_nodes_file(file)?, false));
+    }
+    eprintln!(
+        "splitbrain: no --nodes given: using the local lab ({})",
+        lab::DEFAULT_STATE_DIR
+    );
+    let info = lab::up(&LabConfig::default()).context("bringing up the local lab")?;
+    if args.ssh_private_key.is_none() {
+        ssh.private_key = Some(info.private_key.clone());
+        ssh.use_agent = false;
+    }
+    if args.known_hosts.is_none() {
+        ssh.known_hosts = info.known_hosts.clone();
+    }
+    Ok((info.nodes, true))
+}
+
+fn test_command(args: TestArgs) -> anyhow::Result<u8> {
+    if args.system != "zoo" {
+        bail!("unknown system {:?} (known: zoo)", args.system);
+    }
+    if !(args.rate.is_finite() && args.rate >= 0.0 && args.rate <= 1e7) {
+        bail!(
+            "invalid --rate {}: expected ops/s from 0 (unlimited) to 10000000",
+            args.rate
+        );
+    }
+    if args.time_limit.is_zero() {
+        bail!("invalid --time-limit: must be more than 0");
+    }
+    let zoo = Zoo::new(
+        &args.zoo_mode,
+        args.zoo_binary.clone().unwrap_or_else(default_zoo_binary),
+    )?;
+    let mut ssh = SshOptions {
+        username: args.username.clone(),
+        private_key: args.ssh_private_key.clone(),
+        strict_host_key_checking: args.strict_host_key_checking,
+        connect_timeout: args.ssh_connect_timeout,
+        password: std::env::var("SPLITBRAIN_SSH_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
+        ..SshOptions::default()
+    };
+    if let Some(k) = &args.known_hosts {
+        ssh.known_hosts = k.clone();
+    }
+    if let Some(k) = &ssh.private_key {
+        anyhow::ensure!(
+            k.is_file(),
+            "--ssh-private-key {}: no such file",
+            k.display()
+        );
+    }
+    let (nodes, is_lab) = resolve_nodes(&args, &mut ssh)?;
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    let nemesis_name = config::NemesisKind::ALL
+        .iter()
+        .find(|(_, k)| *k == args.nemesis)
+        .map(|(n, _)| *n)
+        .unwrap_or("none");
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("zoo-{}-{}-{}", args.zoo_mode, args.workload, nemesis_name));
+    anyhow::ensure!(
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !name.starts_with('.'),
+        "invalid --name {name:?}: use letters, digits, '-', '_', '.'"
+    );
+    let cfg = TestConfig {
+        name,
+        concurrency: args.concurrency.resolve(nodes.len()),
+        nodes,
+        username: args.username.clone(),
+        system: args.system.clone(),
+        zoo_mode: args.zoo_mode.clone(),
+        workload: args.workload,
+        nemesis: args.nemesis,
+        time_limit: args.time_limit,
+        nemesis_interval: args.nemesis_interval,
+        recovery_time: args.recovery_time,
+        op_timeout: args.op_timeout,
+        rate: args.rate,
+        max_ops: args.max_ops,
+        seed,
+        leave_db_running: args.leave_db_running,
+        lab: is_lab,
+        harness_version: env!("CARGO_PKG_VERSION"),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let outcome = rt.block_on(async {
+        let stop = Stop::default();
+        runner::install_signal_stop(stop.clone());
+        runner::run_test(cfg, zoo, &ssh, &args.results_dir, stop).await
+    })?;
+    println!("{}", summary::render(&outcome.results));
+    println!("results: {}", outcome.dir.path.display());
+    Ok(outcome.results.valid.exit_code())
+}

@@ -1,0 +1,170 @@
+//! The resolved test: what `test.json` records and the runner reads. Also the small
+//! value parsers the CLI shares (durations like `30s`, concurrency like `2n`).
+
+use crate::nodes::NodeSpec;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Parses `500ms`, `30s`, `2m`, `1h`, or a bare number of seconds (`1.5`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 30s, 2m"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration {text:?}: unknown unit {unit:?} (ms, s, m, h)"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 7.0 * 86_400.0 {
+        return Err(format!(
+            "invalid duration {text:?}: must be between 0 and 7 days"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `--concurrency`: a number of client processes, or `Nn` for N per node (Jepsen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    Total(usize),
+    PerNode(usize),
+}
+
+impl Concurrency {
+    pub fn resolve(self, nodes: usize) -> usize {
+        match self {
+            Concurrency::Total(n) => n,
+            Concurrency::PerNode(n) => n * nodes,
+        }
+    }
+}
+
+pub fn parse_concurrency(text: &str) -> Result<Concurrency, String> {
+    let bad = || {
+        format!("invalid concurrency {text:?}: expected a count like 10 or per-node like 2n (1 to 1000)")
+    };
+    let (digits, per_node) = match text.strip_suffix('n') {
+        Some(d) => (d, true),
+        None => (text, false),
+    };
+    let n: usize = digits.parse().map_err(|_| bad())?;
+    if n == 0 || n > 1000 {
+        return Err(bad());
+    }
+    Ok(if per_node {
+        Concurrency::PerNode(n)
+    } else {
+        Concurrency::Total(n)
+    })
+}
+
+/// Serializes a duration as fractional seconds.
+pub fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// The nemesis of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NemesisKind {
+    /// No faults.
+    None,
+    /// Isolate the current master from every other node, then heal; repeat.
+    PartitionMaster,
+}
+
+impl NemesisKind {
+    pub const ALL: &'static [(&'static str, NemesisKind)] = &[
+        ("none", NemesisKind::None),
+        ("partition", NemesisKind::PartitionMaster),
+    ];
+}
+
+pub fn parse_nemesis(text: &str) -> Result<NemesisKind, String> {
+    NemesisKind::ALL
+        .iter()
+        .find(|(n, _)| *n == text)
+        .map(|(_, k)| *k)
+        .ok_or_else(|| {
+            let names: Vec<&str> = NemesisKind::ALL.iter().map(|(n, _)| *n).collect();
+            format!("unknown nemesis {text:?} (known: {})", names.join(", "))
+        })
+}
+
+/// Everything a run needs, resolved from flags and defaults; stored as `test.json`.
+/// No secrets: passwords and passphrases never appear here.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestConfig {
+    pub name: String,
+    pub nodes: Vec<NodeSpec>,
+    pub username: String,
+    pub system: String,
+    pub zoo_mode: String,
+    pub workload: workloads::WorkloadKind,
+    pub nemesis: NemesisKind,
+    #[serde(serialize_with = "secs")]
+    pub time_limit: Duration,
+    /// Length of one fault; faults are separated by half of it.
+    #[serde(serialize_with = "secs")]
+    pub nemesis_interval: Duration,
+    /// Wait after the final heal before the final reads.
+    #[serde(serialize_with = "secs")]
+    pub recovery_time: Duration,
+    #[serde(serialize_with = "secs")]
+    pub op_timeout: Duration,
+    pub concurrency: usize,
+    /// Target ops/s over all clients; 0 means unthrottled.
+    pub rate: f64,
+    /// Upper bound on client operations in the run.
+    pub max_ops: u64,
+    pub seed: u64,
+    pub leave_db_running: bool,
+    /// Whether the nodes are the local lab.
+    pub lab: bool,
+    pub harness_version: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        for bad in ["", "x", "5d", "-1s", "1e9", "9999h"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.starts_with("invalid duration"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn concurrency_and_nemesis() {
+        assert_eq!(parse_concurrency("2n").unwrap().resolve(5), 10);
+        assert_eq!(parse_concurrency("7").unwrap().resolve(5), 7);
+        for bad in ["0", "n", "-1", "2x", "5000"] {
+            assert!(parse_concurrency(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_nemesis("partition").unwrap(),
+            NemesisKind::PartitionMaster
+        );
+        assert_eq!(
+            parse_nemesis("kill").unwrap_err(),
+            "unknown nemesis \"kill\" (known: none, partition)"
+        );
+    }
+}

@@ -1,0 +1,343 @@
+//! One test run, start to end: connect, set up the system, run clients and the
+//! nemesis together, heal (always, on every exit path), wait for recovery, take the
+//! final reads, collect logs, tear down, check, store. See ARCHITECTURE.md.
+
+pub mod clients;
+pub mod nemesis;
+pub mod stop;
+
+use crate::config::TestConfig;
+use crate::control::{Remote, Session, SshOptions, Target};
+use crate::store::{Recorder, RunDir};
+use crate::systems::{NodeHandle, System};
+use anyhow::Context;
+use checkers::Validity;
+use clients::{ClientTask, Tally};
+use nemesis::{FaultRecord, NemesisTask};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use stop::Stop;
+use tokio::time::Instant;
+use workloads::CheckerResult;
+
+/// Process ids of the final reads start here, clear of the clients' ids.
+pub const FINAL_PROCESS_BASE: u64 = 1_000_000;
+
+/// Counts over the whole run.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RunStats {
+    pub ops: u64,
+    pub ok: u64,
+    pub fail: u64,
+    pub info: u64,
+    pub duration_s: f64,
+}
+
+/// What `results.json` holds (the schema grows with the reports issue).
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub valid: Validity,
+    pub checkers: Vec<CheckerResult>,
+    pub stats: RunStats,
+    pub faults: Vec<FaultRecord>,
+    /// Heal failures: a node that may still be partitioned. Never hides the analysis.
+    pub heal_errors: Vec<String>,
+    /// Nodes whose final read never succeeded.
+    pub final_read_failures: Vec<String>,
+    pub interrupted: bool,
+    pub system: String,
+    pub test: TestConfig,
+}
+
+pub struct RunOutcome {
+    pub dir: RunDir,
+    pub results: Results,
+}
+
+/// Process-wide: set when SIGINT or SIGTERM arrives, so a run in progress stops,
+/// heals and tears down before the process exits.
+pub fn install_signal_stop(stop: Stop) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot watch SIGTERM: {e}");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("splitbrain: interrupted: stopping clients, healing every fault, tearing down");
+        stop.stop();
+    });
+}
+
+async fn connect_all(cfg: &TestConfig, ssh: &SshOptions) -> anyhow::Result<Vec<NodeHandle>> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, spec) in cfg.nodes.iter().enumerate() {
+        let (spec, ssh) = (spec.clone(), ssh.clone());
+        set.spawn(async move { (i, Session::connect(&spec, &ssh).await.map(|s| (spec, s))) });
+    }
+    let mut handles: Vec<Option<NodeHandle>> = vec![None; cfg.nodes.len()];
+    let mut errors = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((i, Ok((spec, s)))) => {
+                handles[i] = Some(NodeHandle {
+                    spec,
+                    remote: Arc::new(Target::Ssh(Arc::new(s))),
+                })
+            }
+            Ok((_, Err(e))) => errors.push(e.to_string()),
+            Err(e) => errors.push(format!("connect task failed: {e}")),
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort();
+        anyhow::bail!("{}", errors.join("; "));
+    }
+    Ok(handles.into_iter().flatten().collect())
+}
+
+/// Runs one test and stores everything under a new folder of `results_root`.
+/// Returns `Err` only when the harness could not do its job.
+pub async fn run_test<S: System>(
+    cfg: TestConfig,
+    system: S,
+    ssh: &SshOptions,
+    results_root: &Path,
+    stop: Stop,
+) -> anyhow::Result<RunOutcome> {
+    let dir = RunDir::create(results_root, &cfg.name)?;
+    crate::log::to_file(&dir.file("harness.log"))
+        .with_context(|| format!("opening {}", dir.file("harness.log").display()))?;
+    dir.write_json("test.json", &cfg)?;
+    tracing::info!(dir = %dir.path.display(), "run started");
+    let system = Arc::new(system);
+    eprintln!("splitbrain: connecting to {} nodes", cfg.nodes.len());
+    let handles = connect_all(&cfg, ssh).await?;
+    let body = run_body(&cfg, system.clone(), &handles, &dir, stop).await;
+    // Always: heal every node, fetch logs, stop the system.
+    let heal_errors = nemesis::heal_all(&handles).await;
+    for e in &heal_errors {
+        eprintln!("splitbrain: warning: heal failed on {e}");
+    }
+    collect_logs(system.as_ref(), &handles, &dir).await;
+    if !cfg.leave_db_running {
+        for h in &handles {
+            if let Err(e) = system.teardown_node(h).await {
+                eprintln!("splitbrain: warning: {e:#}");
+            }
+        }
+    }
+    for h in &handles {
+        if let Target::Ssh(s) = h.remote.as_ref() {
+            s.close().await;
+        }
+    }
+    let (stats, faults, final_read_failures, interrupted) = body?;
+    eprintln!("splitbrain: checking the history");
+    let history = {
+        let f = std::fs::File::open(dir.file("history.jsonl"))?;
+        checkers::history::read_jsonl(std::io::BufReader::new(f))
+            .context("re-reading history.jsonl")?
+    };
+    let checkers = cfg.workload.analyse(&history);
+    let mut valid = checkers.iter().fold(Validity::Valid, |v, c| v.and(c.valid));
+    if interrupted && valid == Validity::Valid {
+        valid = Validity::Unknown;
+    }
+    let results = Results {
+        valid,
+        checkers,
+        stats,
+        faults,
+        heal_errors,
+        final_read_failures,
+        interrupted,
+        system: system.describe(),
+        test: cfg,
+    };
+    dir.write_json("results.json", &results)?;
+    tracing::info!(valid = %results.valid, "run finished");
+    crate::log::close();
+    Ok(RunOutcome { dir, results })
+}
+
+type BodyResult = anyhow::Result<(RunStats, Vec<FaultRecord>, Vec<String>, bool)>;
+
+async fn run_body<S: System>(
+    cfg: &TestConfig,
+    system: Arc<S>,
+    handles: &[NodeHandle],
+    dir: &RunDir,
+    stop: Stop,
+) -> BodyResult {
+    let specs: Vec<_> = handles.iter().map(|h| h.spec.clone()).collect();
+    // Leftovers of a crashed earlier run must not partition this one.
+    let stale = nemesis::heal_all(handles).await;
+    anyhow::ensure!(
+        stale.is_empty(),
+        "clearing old fault rules: {}",
+        stale.join("; ")
+    );
+    eprintln!(
+        "splitbrain: setting up {} on {} nodes",
+        system.describe(),
+        handles.len()
+    );
+    let mut set = tokio::task::JoinSet::new();
+    for h in handles {
+        let (sys, h, all) = (system.clone(), h.clone(), specs.clone());
+        set.spawn(async move { sys.setup_node(&h, &all).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r.context("setup task failed")??;
+    }
+    system.await_ready(&specs, Duration::from_secs(30)).await?;
+
+    let start = Instant::now();
+    let recorder = Arc::new(Recorder::create(
+        dir.file("history.jsonl"),
+        start.into_std(),
+    )?);
+    let deadline = start + cfg.time_limit;
+    let generator = Arc::new(Mutex::new(cfg.workload.generator(cfg.seed)));
+    let conc = cfg.concurrency as u64;
+    let interval = if cfg.rate > 0.0 {
+        Duration::from_secs_f64(conc as f64 / cfg.rate)
+    } else {
+        Duration::ZERO
+    };
+    eprintln!(
+        "splitbrain: running {} clients for {:?} with nemesis {:?} (seed {})",
+        conc, cfg.time_limit, cfg.nemesis, cfg.seed
+    );
+    let mut clients = tokio::task::JoinSet::new();
+    for p in 0..conc {
+        let node = specs[(p as usize) % specs.len()].clone();
+        clients.spawn(clients::run_client(ClientTask {
+            system: system.clone(),
+            node,
+            first_process: p,
+            stride: conc,
+            generator: generator.clone(),
+            recorder: recorder.clone(),
+            deadline,
+            op_timeout: cfg.op_timeout,
+            interval,
+            max_ops: (cfg.max_ops / conc).max(1),
+            stop: stop.clone(),
+        }));
+    }
+    let nemesis_stop = Stop::default();
+    let nem = tokio::spawn(nemesis::run_nemesis(NemesisTask {
+        system: system.clone(),
+        nodes: handles.to_vec(),
+        kind: cfg.nemesis,
+        interval: cfg.nemesis_interval,
+        deadline,
+        recorder: recorder.clone(),
+        stop: nemesis_stop.clone(),
+        seed: cfg.seed,
+    }));
+    // Forward a user's stop to the nemesis, and stop it once the clients are done.
+    let forward = {
+        let (user, nem_stop) = (stop.clone(), nemesis_stop.clone());
+        tokio::spawn(async move {
+            while !user.sleep(Duration::from_secs(3600)).await {}
+            nem_stop.stop();
+        })
+    };
+    let mut tally = Tally::default();
+    let mut client_errors = Vec::new();
+    while let Some(r) = clients.join_next().await {
+        match r {
+            Ok(Ok(t)) => {
+                tally.ok += t.ok;
+                tally.fail += t.fail;
+                tally.info += t.info;
+            }
+            Ok(Err(e)) => client_errors.push(format!("{e:#}")),
+            Err(e) => client_errors.push(format!("client task failed: {e}")),
+        }
+    }
+    nemesis_stop.stop();
+    forward.abort();
+    let faults = nem.await.context("nemesis task failed")??;
+    anyhow::ensure!(client_errors.is_empty(), "{}", client_errors.join("; "));
+    let heal = nemesis::heal_all(handles).await;
+    anyhow::ensure!(heal.is_empty(), "final heal failed: {}", heal.join("; "));
+    recorder.record(checkers::Op::new(
+        0,
+        checkers::Process::Nemesis,
+        checkers::OpType::Info,
+        "heal-all",
+        serde_json::Value::Null,
+    ))?;
+
+    let interrupted = stop.is_stopped();
+    let mut final_read_failures = Vec::new();
+    if !interrupted {
+        eprintln!(
+            "splitbrain: healed; waiting {:?} for recovery, then final reads",
+            cfg.recovery_time
+        );
+        stop.sleep(cfg.recovery_time).await;
+        let mut reads = tokio::task::JoinSet::new();
+        for (i, node) in specs.iter().enumerate() {
+            reads.spawn(clients::final_reads(
+                system.clone(),
+                node.clone(),
+                FINAL_PROCESS_BASE + i as u64,
+                specs.len() as u64,
+                generator
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .final_reads(),
+                recorder.clone(),
+                cfg.op_timeout,
+                cfg.recovery_time.max(Duration::from_secs(10)),
+            ));
+        }
+        let mut i = 0;
+        while let Some(r) = reads.join_next().await {
+            if !r.context("final read task failed")?? {
+                final_read_failures.push(format!("final read #{i} failed"));
+            }
+            i += 1;
+        }
+    }
+    recorder.sync()?;
+    let stats = RunStats {
+        ops: tally.ok + tally.fail + tally.info,
+        ok: tally.ok,
+        fail: tally.fail,
+        info: tally.info,
+        duration_s: start.elapsed().as_secs_f64(),
+    };
+    Ok((stats, faults, final_read_failures, interrupted))
+}
+
+async fn collect_logs<S: System>(system: &S, handles: &[NodeHandle], dir: &RunDir) {
+    for h in handles {
+        for remote in system.log_paths(&h.spec) {
+            let name = remote.rsplit('/').next().unwrap_or("log").to_string();
+            let local = match dir.node_dir(&h.spec.name) {
+                Ok(d) => d.join(&name),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    continue;
+                }
+            };
+            if let Err(e) = h.remote.download(&remote, &local).await {
+                tracing::warn!(node = %h.spec.name, "collecting {remote}: {e}");
+            }
+        }
+    }
+}

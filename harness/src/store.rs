@@ -1,0 +1,221 @@
+//! The results store: one folder per run, `results/<test>/<YYYYMMDDTHHMMSS>/`, holding
+//! `test.json`, the streamed `history.jsonl`, `results.json`, `harness.log` and
+//! `nodes/<node>/`; `results/latest` (and `results/<test>/latest`) point at the newest.
+
+use checkers::history::{JsonlWriter, Op};
+use serde::Serialize;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("results store {path}: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |e| StoreError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// UTC timestamp `YYYYMMDDTHHMMSS` from the system clock (days-from-civil, no deps).
+pub fn timestamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A run's folder, created on [`RunDir::create`].
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `<root>/<test>/<timestamp>` (suffixing `-2`, `-3`... if taken) and points
+    /// the `latest` links at it. Results files are created readable by all, writable only
+    /// by their owner.
+    pub fn create(root: &Path, test: &str) -> Result<RunDir, StoreError> {
+        let test_dir = root.join(test);
+        fs::create_dir_all(&test_dir).map_err(io_err(&test_dir))?;
+        let base = timestamp(SystemTime::now());
+        let mut path = test_dir.join(&base);
+        let mut n = 1;
+        loop {
+            match fs::create_dir(&path) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
+                    n += 1;
+                    path = test_dir.join(format!("{base}-{n}"));
+                }
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        let nodes = path.join("nodes");
+        fs::create_dir_all(&nodes).map_err(io_err(&nodes))?;
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+        relink(&root.join("latest"), &rel)?;
+        relink(
+            &test_dir.join("latest"),
+            Path::new(path.file_name().unwrap_or_default()),
+        )?;
+        Ok(RunDir { path })
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// `nodes/<node>/`, created if needed.
+    pub fn node_dir(&self, node: &str) -> Result<PathBuf, StoreError> {
+        let p = self.path.join("nodes").join(node);
+        fs::create_dir_all(&p).map_err(io_err(&p))?;
+        Ok(p)
+    }
+
+    /// Writes `value` as pretty JSON to `name`, atomically (temp file then rename).
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
+        let path = self.file(name);
+        let tmp = self.file(&format!(".{name}.tmp"));
+        let text = serde_json::to_string_pretty(value).map_err(|e| StoreError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        fs::write(&tmp, text + "\n").map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))
+    }
+}
+
+fn relink(link: &Path, target: &Path) -> Result<(), StoreError> {
+    let tmp = link.with_extension("tmp-link");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).map_err(io_err(&tmp))?;
+    fs::rename(&tmp, link).map_err(io_err(link))
+}
+
+/// The history being recorded: ops are timed and numbered under one lock, so indices
+/// and times increase together, and each is flushed to `history.jsonl` at once.
+pub struct Recorder {
+    start: Instant,
+    out: Mutex<JsonlWriter<BufWriter<File>>>,
+    path: PathBuf,
+}
+
+impl Recorder {
+    pub fn create(path: PathBuf, start: Instant) -> Result<Recorder, StoreError> {
+        let file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        Ok(Recorder {
+            start,
+            out: Mutex::new(JsonlWriter::new(BufWriter::new(file))),
+            path,
+        })
+    }
+
+    /// Nanoseconds since the test began.
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// Stamps `op` with the current time and next index, appends and flushes it, and
+    /// returns it as written.
+    pub fn record(&self, mut op: Op) -> Result<Op, StoreError> {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        op.time = self.now();
+        out.append(&mut op).map_err(io_err(&self.path))?;
+        Ok(op)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.out.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Flushes and syncs the file to disk.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let w = out.get_mut();
+        w.flush().map_err(io_err(&self.path))?;
+        w.get_ref().sync_all().map_err(io_err(&self.path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use checkers::{OpType, Process};
+
+    #[test]
+    fn timestamps_are_utc_civil_dates() {
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_795_350_896);
+        assert_eq!(timestamp(t), "20261122T093456");
+        assert_eq!(timestamp(UNIX_EPOCH), "19700101T000000");
+        let leap = UNIX_EPOCH + std::time::Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(timestamp(leap), "20000229T000000");
+    }
+
+    #[test]
+    fn run_dirs_links_and_streamed_history() {
+        let root = tempfile::tempdir().unwrap();
+        let a = RunDir::create(root.path(), "t").unwrap();
+        let b = RunDir::create(root.path(), "t").unwrap();
+        assert_ne!(a.path, b.path);
+        let latest = fs::canonicalize(root.path().join("latest")).unwrap();
+        assert_eq!(latest, fs::canonicalize(&b.path).unwrap());
+        assert!(b.path.join("nodes").is_dir());
+        let rec = Recorder::create(b.file("history.jsonl"), Instant::now()).unwrap();
+        let op = Op::new(
+            0,
+            Process::Client(1),
+            OpType::Invoke,
+            "add",
+            serde_json::json!(5),
+        );
+        rec.record(op.clone()).unwrap();
+        let second = rec.record(op).unwrap();
+        assert_eq!(second.index, 1);
+        // visible on disk without closing the recorder
+        let text = fs::read_to_string(b.file("history.jsonl")).unwrap();
+        let ops = checkers::history::read_jsonl(text.as_bytes()).unwrap();
+        assert_eq!(ops.len(), 2);
+        assert!(ops[1].time >= ops[0].time);
+        assert!(Recorder::create(b.file("history.jsonl"), Instant::now()).is_err());
+        b.write_json("results.json", &serde_json::json!({"valid": true}))
+            .unwrap();
+        assert!(fs::read_to_string(b.file("results.json"))
+            .unwrap()
+            .contains("true"));
+    }
+}

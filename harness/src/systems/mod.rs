@@ -1,0 +1,135 @@
+//! Systems under test. Each system is one file here implementing [`System`]: how to
+//! install, configure, start, stop and kill it on a node, which node is master, which
+//! logs to collect, and a [`SystemClient`] that turns workload invocations into
+//! requests and classifies every answer as `ok`, `fail` or `info`.
+
+pub mod zoo;
+
+use crate::control::Target;
+use crate::nodes::NodeSpec;
+use serde_json::{Map, Value};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use workloads::Invocation;
+
+/// How one operation ended, in Jepsen's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// It happened; `value` is the result, `extra` goes into the history line
+    /// (e.g. `acked_by`).
+    Ok {
+        value: Value,
+        extra: Map<String, Value>,
+    },
+    /// It definitely did not happen.
+    Fail { error: String },
+    /// It may or may not have happened (timeout, lost connection).
+    Info { error: String },
+}
+
+/// A node as the runner hands it to a system: its spec and a way to run commands.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub spec: NodeSpec,
+    pub remote: Arc<Target>,
+}
+
+/// What a system claims about roles, for the nemesis and the reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleView {
+    pub node: String,
+    pub is_master: bool,
+    /// Term or epoch of that belief, when the system has one.
+    pub epoch: Option<u64>,
+    /// The master this node believes in.
+    pub master: Option<String>,
+}
+
+pub trait SystemClient: Send + 'static {
+    /// Performs `inv`, taking at most `timeout`; a timeout is `Info`.
+    fn invoke(
+        &mut self,
+        inv: &Invocation,
+        timeout: Duration,
+    ) -> impl Future<Output = Outcome> + Send;
+}
+
+pub trait System: Send + Sync + 'static {
+    type Client: SystemClient;
+
+    /// Name and mode, e.g. `zoo async-failover`.
+    fn describe(&self) -> String;
+
+    /// Installs, configures and starts the system on one node (fresh data), without
+    /// waiting for the cluster to be healthy.
+    fn setup_node(
+        &self,
+        node: &NodeHandle,
+        all: &[NodeSpec],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Waits until the cluster serves requests (bounded by `timeout`).
+    fn await_ready(
+        &self,
+        nodes: &[NodeSpec],
+        timeout: Duration,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Stops the system on one node and leaves no process of it behind.
+    fn teardown_node(&self, node: &NodeHandle) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Each node's view of roles; nodes that do not answer are left out.
+    fn roles(
+        &self,
+        nodes: &[NodeSpec],
+        timeout: Duration,
+    ) -> impl Future<Output = Vec<RoleView>> + Send;
+
+    /// Remote paths of the logs worth collecting from `node`.
+    fn log_paths(&self, node: &NodeSpec) -> Vec<String>;
+
+    /// A client bound to `node` (connects lazily).
+    fn client(&self, node: &NodeSpec) -> Self::Client;
+}
+
+/// The current masters by the highest epoch claimed: every node claiming master at
+/// that epoch (several means a same-epoch split brain), else every claimant.
+pub fn current_masters(roles: &[RoleView]) -> Vec<String> {
+    let claims: Vec<&RoleView> = roles.iter().filter(|r| r.is_master).collect();
+    let top = claims.iter().filter_map(|r| r.epoch).max();
+    let mut out: Vec<String> = claims
+        .iter()
+        .filter(|r| top.is_none() || r.epoch == top)
+        .map(|r| r.node.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(node: &str, m: bool, e: u64) -> RoleView {
+        RoleView {
+            node: node.into(),
+            is_master: m,
+            epoch: Some(e),
+            master: None,
+        }
+    }
+
+    #[test]
+    fn masters_by_highest_epoch() {
+        assert_eq!(
+            current_masters(&[v("n1", true, 1), v("n2", true, 2), v("n3", false, 2)]),
+            vec!["n2"]
+        );
+        assert_eq!(current_masters(&[v("n1", false, 1)]), Vec::<String>::new());
+        assert_eq!(
+            current_masters(&[v("n3", true, 4), v("n1", true, 4)]),
+            vec!["n1", "n3"]
+        );
+    }
+}

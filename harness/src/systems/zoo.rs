@@ -1,0 +1,299 @@
+//! The zoo as a system under test: uploads the `zoo` binary to every node, starts one
+//! daemon per node under `<workdir>/zoo/`, asks nodes for their roles, and maps the
+//! zoo protocol's answers onto `ok` / `fail` / `info`.
+
+use super::{NodeHandle, Outcome, RoleView, System, SystemClient};
+use crate::control::{sh_quote, Remote};
+use crate::nodes::NodeSpec;
+use anyhow::{bail, Context};
+use serde_json::{json, Map, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use workloads::{Invocation, OpFn};
+use zoo::client::{CallError, Client};
+use zoo::proto::{Outcome as ZooOutcome, Request, Response, RoleKind};
+
+/// The port every zoo node listens on, for clients and peers.
+pub const PORT: u16 = 7070;
+
+/// The zoo modes the harness can deploy.
+pub const MODES: &[&str] = &["async-failover"];
+
+pub struct Zoo {
+    pub mode: String,
+    /// The zoo binary on the controller, uploaded to every node.
+    pub binary: PathBuf,
+    pub connect_timeout: Duration,
+}
+
+impl Zoo {
+    pub fn new(mode: &str, binary: PathBuf) -> anyhow::Result<Zoo> {
+        if !MODES.contains(&mode) {
+            bail!("unknown zoo mode {mode:?} (known: {})", MODES.join(", "));
+        }
+        if !binary.is_file() {
+            bail!(
+                "zoo binary not found at {}: build it with `cargo build -p zoo` (same profile as splitbrain) or pass --zoo-binary",
+                binary.display()
+            );
+        }
+        Ok(Zoo {
+            mode: mode.to_string(),
+            binary,
+            connect_timeout: Duration::from_secs(2),
+        })
+    }
+
+    fn dir(node: &NodeSpec) -> String {
+        format!("{}/zoo", node.workdir.trim_end_matches('/'))
+    }
+}
+
+fn peers_flag(all: &[NodeSpec]) -> String {
+    all.iter()
+        .map(|n| format!("{}={}:{PORT}", n.name, n.host))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Shell text that stops the daemon whose pid file is `pid`: TERM, up to 5 s, then KILL.
+fn stop_script(pid: &str) -> String {
+    let pid = sh_quote(pid);
+    format!(
+        "if [ -f {pid} ]; then p=$(cat {pid}); if kill -0 \"$p\" 2>/dev/null; then kill -TERM \"$p\"; \
+         for i in $(seq 50); do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done; \
+         kill -KILL \"$p\" 2>/dev/null || true; fi; rm -f {pid}; fi"
+    )
+}
+
+impl System for Zoo {
+    type Client = ZooClient;
+
+    fn describe(&self) -> String {
+        format!("zoo {}", self.mode)
+    }
+
+    async fn setup_node(&self, node: &NodeHandle, all: &[NodeSpec]) -> anyhow::Result<()> {
+        let spec = &node.spec;
+        let dir = Zoo::dir(spec);
+        let bin = format!("{dir}/bin/zoo");
+        let pid = format!("{dir}/zoo.pid");
+        let t = node.remote.command_timeout();
+        // A fresh start: stop any earlier daemon of ours, wipe its data.
+        let prep = format!(
+            "{}; rm -rf {} && mkdir -p {} {}",
+            stop_script(&pid),
+            sh_quote(&format!("{dir}/data")),
+            sh_quote(&format!("{dir}/data")),
+            sh_quote(&format!("{dir}/bin"))
+        );
+        node.remote
+            .exec_ok(&prep, t)
+            .await
+            .with_context(|| format!("{}: preparing {dir}", spec.name))?;
+        node.remote
+            .upload(&self.binary, &bin, 0o755)
+            .await
+            .with_context(|| format!("{}: uploading the zoo binary to {bin}", spec.name))?;
+        let cmd = [
+            sh_quote(&bin),
+            "--mode".into(),
+            sh_quote(&self.mode),
+            "--node".into(),
+            sh_quote(&spec.name),
+            "--listen".into(),
+            sh_quote(&format!("{}:{PORT}", spec.host)),
+            "--peers".into(),
+            sh_quote(&peers_flag(all)),
+            "--data-dir".into(),
+            sh_quote(&format!("{dir}/data")),
+            "--log".into(),
+            sh_quote(&format!("{dir}/zoo.log")),
+            "--pid-file".into(),
+            sh_quote(&pid),
+            "--daemon".into(),
+        ]
+        .join(" ");
+        node.remote
+            .exec_ok(&cmd, t)
+            .await
+            .with_context(|| format!("{}: starting zoo", spec.name))?;
+        Ok(())
+    }
+
+    async fn await_ready(&self, nodes: &[NodeSpec], timeout: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            let roles = self.roles(nodes, Duration::from_secs(1)).await;
+            let masters = super::current_masters(&roles);
+            if roles.len() == nodes.len() && masters.len() == 1 {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                let answered: Vec<&str> = roles.iter().map(|r| r.node.as_str()).collect();
+                bail!(
+                    "zoo not ready after {timeout:?}: {} of {} nodes answered ({}), masters: {:?}",
+                    roles.len(),
+                    nodes.len(),
+                    answered.join(","),
+                    masters
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn teardown_node(&self, node: &NodeHandle) -> anyhow::Result<()> {
+        let pid = format!("{}/zoo.pid", Zoo::dir(&node.spec));
+        node.remote
+            .exec_ok(&stop_script(&pid), Duration::from_secs(15))
+            .await
+            .with_context(|| format!("{}: stopping zoo", node.spec.name))?;
+        Ok(())
+    }
+
+    async fn roles(&self, nodes: &[NodeSpec], timeout: Duration) -> Vec<RoleView> {
+        let mut set = tokio::task::JoinSet::new();
+        for n in nodes {
+            let mut c = self.client(n);
+            set.spawn(async move { c.role(timeout).await });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(Some(v)) = r {
+                out.push(v);
+            }
+        }
+        out.sort_by(|a, b| a.node.cmp(&b.node));
+        out
+    }
+
+    fn log_paths(&self, node: &NodeSpec) -> Vec<String> {
+        vec![format!("{}/zoo.log", Zoo::dir(node))]
+    }
+
+    fn client(&self, node: &NodeSpec) -> ZooClient {
+        ZooClient {
+            host: node.host.clone(),
+            node: node.name.clone(),
+            conn: None,
+            connect_timeout: self.connect_timeout,
+        }
+    }
+}
+
+/// A client bound to one node; connects on first use and after any failure.
+pub struct ZooClient {
+    host: String,
+    node: String,
+    conn: Option<Client>,
+    connect_timeout: Duration,
+}
+
+fn classify(e: &CallError) -> Outcome {
+    let error = e.to_string();
+    match e.outcome() {
+        ZooOutcome::NotApplied => Outcome::Fail { error },
+        ZooOutcome::Indeterminate => Outcome::Info { error },
+    }
+}
+
+impl ZooClient {
+    async fn resolve(&self) -> Result<SocketAddr, String> {
+        let target = format!("{}:{PORT}", self.host);
+        let mut addrs = tokio::net::lookup_host(target.as_str())
+            .await
+            .map_err(|e| format!("resolving {target}: {e}"))?;
+        addrs
+            .next()
+            .ok_or_else(|| format!("resolving {target}: no address"))
+    }
+
+    async fn connected(&mut self) -> Result<&mut Client, String> {
+        if self.conn.as_ref().is_none_or(Client::is_poisoned) {
+            let addr = self.resolve().await?;
+            let c = Client::connect(addr, self.connect_timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.conn = Some(c);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| "no connection".to_string())
+    }
+
+    /// This node's role, or `None` if it does not answer in time.
+    pub async fn role(&mut self, timeout: Duration) -> Option<RoleView> {
+        let c = tokio::time::timeout(timeout, self.connected())
+            .await
+            .ok()?
+            .ok()?;
+        match c.call(&Request::Role, timeout).await {
+            Ok(Response::Role(r)) => Some(RoleView {
+                node: r.node,
+                is_master: r.role == RoleKind::Master,
+                epoch: Some(r.epoch),
+                master: r.master,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl SystemClient for ZooClient {
+    async fn invoke(&mut self, inv: &Invocation, timeout: Duration) -> Outcome {
+        let key = inv.key.clone().unwrap_or_default();
+        let deadline = Instant::now() + timeout;
+        let c = match tokio::time::timeout(timeout, self.connected()).await {
+            Ok(Ok(c)) => c,
+            // Nothing was sent: the operation did not happen.
+            Ok(Err(error)) => return Outcome::Fail { error },
+            Err(_) => {
+                return Outcome::Fail {
+                    error: format!("connect to {}: timed out", self.node),
+                }
+            }
+        };
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        match inv.f {
+            OpFn::Add => {
+                let Some(value) = inv.value.as_i64() else {
+                    return Outcome::Fail {
+                        error: format!("add of a non-integer {}", inv.value),
+                    };
+                };
+                match c.add(&key, value, left).await {
+                    Ok(ack) => {
+                        let mut extra = Map::new();
+                        extra.insert("acked_by".into(), json!(ack.master));
+                        extra.insert("epoch".into(), json!(ack.epoch));
+                        Outcome::Ok {
+                            value: json!(value),
+                            extra,
+                        }
+                    }
+                    Err(e) => classify(&e),
+                }
+            }
+            OpFn::Read => {
+                // Final reads ask each node for its own copy; others go to the master.
+                match c.read(&key, inv.is_final, left).await {
+                    Ok(r) => {
+                        let mut extra = Map::new();
+                        extra.insert("served_by".into(), json!(r.node));
+                        extra.insert("role".into(), json!(r.role.to_string()));
+                        extra.insert("epoch".into(), json!(r.epoch));
+                        Outcome::Ok {
+                            value: Value::from(r.values),
+                            extra,
+                        }
+                    }
+                    Err(e) => classify(&e),
+                }
+            }
+        }
+    }
+}
