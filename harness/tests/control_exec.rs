@@ -158,6 +158,17 @@ fn command_timeout_is_an_error_and_frees_the_channel() {
                 sshd.port
             )
         );
+        // The remote command does not outlive its deadline by more than the grace.
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        let left = s
+            .exec("pgrep -x sleep -a | grep -c 'sleep 30$' || true", T)
+            .await
+            .unwrap();
+        assert_eq!(
+            left.stdout_str().trim(),
+            "0",
+            "the timed-out command still runs"
+        );
         // The slot comes back and the session still works.
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(s.free_channels(), 8);
@@ -172,11 +183,14 @@ fn a_killed_connection_is_reestablished_on_the_next_command() {
         let mut opts = sshd.options();
         opts.keepalive_interval = Some(Duration::from_millis(300));
         let s = Session::connect(&sshd.node("n1"), &opts).await.unwrap();
-        let first = s.exec("echo $PPID", T).await.unwrap().stdout_str();
+        // The command's parent is timeout(1) (see with_remote_deadline); its parent is
+        // this connection's sshd process.
+        let sshd_pid = "ps -o ppid= -p $PPID";
+        let first = s.exec(sshd_pid, T).await.unwrap().stdout_str();
         // Kill this connection's sshd process; the command dies with it.
-        let _ = s.exec("kill -9 $PPID", T).await;
+        let _ = s.exec(&format!("kill -9 $({sshd_pid})"), T).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let out = s.exec("echo $PPID", T).await.unwrap();
+        let out = s.exec(sshd_pid, T).await.unwrap();
         assert!(out.success());
         assert_ne!(
             out.stdout_str(),

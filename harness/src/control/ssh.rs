@@ -18,7 +18,7 @@ use super::auth::{login, Credentials};
 use super::chan::{self, ChanDone, ChanFailure, Sink};
 use super::error::{one_line, short_cmd, HostKeyProblem};
 use super::known_hosts::{self, HostKeyStatus, KnownHosts};
-use super::transfer::{download_command, temp_sibling, upload_script};
+use super::transfer::{download_command, temp_sibling, upload_script, with_remote_deadline};
 use super::{ControlError, ExecOutput, Remote, SshOptions, StrictHostKeyChecking};
 use crate::nodes::NodeSpec;
 
@@ -320,7 +320,8 @@ impl Inner {
         let (_permit, channel) = tokio::time::timeout_at(deadline, setup)
             .await
             .map_err(|_| timed_out())??;
-        chan::run(channel, &cmd, stdin, stdout, deadline)
+        let wrapped = with_remote_deadline(&cmd, timeout);
+        chan::run(channel, &wrapped, stdin, stdout, deadline)
             .await
             .map_err(|f| match f {
                 ChanFailure::Timeout => timed_out(),

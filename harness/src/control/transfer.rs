@@ -26,6 +26,19 @@ pub(crate) fn upload_script(remote_path: &str, size: u64, mode: u32) -> String {
     )
 }
 
+/// Wraps a command so that the node kills it (and its process group) by itself a
+/// little after the controller's deadline. OpenSSH refuses the channel `signal`
+/// request in common setups ("session signalling requires privilege separation"), and
+/// closing a channel does not stop the command, so without this a timed-out command
+/// would keep running on the node. Nodes without `timeout(1)` run the command as is.
+pub(crate) fn with_remote_deadline(cmd: &str, deadline: std::time::Duration) -> String {
+    let secs = deadline.as_secs() + 2;
+    let inner = sh_quote(cmd);
+    format!(
+        "if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL {secs} sh -c {inner}; else exec sh -c {inner}; fi"
+    )
+}
+
 /// The command a download runs.
 pub(crate) fn download_command(remote_path: &str) -> String {
     format!("cat -- {}", sh_quote(remote_path))
@@ -46,6 +59,28 @@ pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_deadline_keeps_status_and_kills_late_commands() {
+        let sh = |cmd: &str| {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .output()
+                .unwrap()
+        };
+        let d = std::time::Duration::from_secs(5);
+        let out = sh(&with_remote_deadline("printf \"%s\" \"it's\"; exit 3", d));
+        assert_eq!(
+            (out.stdout.as_slice(), out.status.code()),
+            (&b"it's"[..], Some(3))
+        );
+        // 0 s deadline + 2 s grace: a 30 s sleep is killed after ~2 s.
+        let t0 = std::time::Instant::now();
+        let out = sh(&with_remote_deadline("sleep 30", std::time::Duration::ZERO));
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+        assert!(!out.status.success());
+    }
 
     #[test]
     fn upload_script_installs_only_complete_files() {
