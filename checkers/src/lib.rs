@@ -8,6 +8,7 @@ pub mod linear;
 pub mod models;
 pub mod operation;
 pub mod pipeline;
+pub mod visualize;
 pub mod lost_writes;
 pub mod verdict;
 

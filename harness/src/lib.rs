@@ -4,6 +4,7 @@
 pub mod control;
 pub mod lab;
 pub mod nodes;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod log;

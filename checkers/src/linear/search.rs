@@ -3,8 +3,12 @@
 //! u32 links, linearized ops lifted out of it, a DFS stack of (entry, previous
 //! state), a cache of visited (linearized set, state) pairs keyed by an incremental
 //! Zobrist hash of the set XOR the state's hash. Read-only ops that are legal are
-//! committed without a backtracking alternative (see [`Model::read_only`]). The hot
-//! loop allocates only when the model's state does and when the cache grows.
+//! committed without a backtracking alternative (see [`Model::read_only`]). Open
+//! ops (no return: info or never completed) are optional, so they live in a second
+//! list, are tried only after every completed candidate, are never placed where they
+//! would not change the state, and need not be placed at all: the search succeeds
+//! once every completed op is linearized. The hot loop allocates only when the
+//! model's state does and when the cache grows.
 
 use super::cache::{hash_state, zobrist, Bits, Budget, Cache};
 use crate::models::{Model, PartOp};
@@ -12,14 +16,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 const NIL: u32 = u32::MAX;
+/// Head of the list of completed ops' calls and returns.
 const HEAD: u32 = 0;
+/// Head of the list of open ops' calls.
+const OPEN: u32 = 1;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     prev: u32,
     next: u32,
     op: u32,
+    /// The return entry of a completed op's call; `NIL` for open calls and returns.
     partner: u32,
+    /// Position in the event order.
+    rank: u32,
     is_call: bool,
 }
 
@@ -27,6 +37,16 @@ struct Frame<S> {
     entry: u32,
     state: S,
     committed: bool,
+    /// For an open op: the rank of the return that bounded the candidates.
+    limit: u32,
+}
+
+/// Which list the cursor walks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Completed,
+    /// Open calls ranked below the limit.
+    Open(u32),
 }
 
 /// Where a resumable search stands.
@@ -62,6 +82,7 @@ pub struct Search<M: Model, B: Bits> {
     stack: Vec<Frame<M::State>>,
     cache: Cache<M::State>,
     cursor: u32,
+    phase: Phase,
     /// The longest linearization seen (op indices, in order).
     pub best: Vec<u32>,
     pub steps: u64,
@@ -72,34 +93,41 @@ impl<M: Model, B: Bits> Search<M, B> {
     pub fn new(model: M, ops: Vec<PartOp<M::Op>>, budget: Budget) -> Self {
         let n = ops.len();
         let order = event_order(&ops);
-        let mut entries = Vec::with_capacity(2 * n + 1);
-        entries.push(Entry {
+        let blank = Entry {
             prev: NIL,
             next: NIL,
             op: NIL,
             partner: NIL,
+            rank: 0,
             is_call: false,
-        });
+        };
+        let mut entries = Vec::with_capacity(2 * n + 2);
+        entries.push(blank);
+        entries.push(blank);
         let mut call_entry = vec![NIL; n];
-        for (k, &(op, is_call)) in order.iter().enumerate() {
-            let id = (k + 1) as u32;
-            let partner = if is_call {
-                call_entry[op as usize] = id;
-                NIL
-            } else {
-                call_entry[op as usize]
-            };
-            if !is_call {
-                entries[partner as usize].partner = id;
+        let (mut last_done, mut last_open) = (HEAD, OPEN);
+        for (rank, &(op, is_call)) in order.iter().enumerate() {
+            let open = ops[op as usize].ret.is_none();
+            if open && !is_call {
+                continue;
             }
+            let id = entries.len() as u32;
+            let tail = if open { &mut last_open } else { &mut last_done };
             entries.push(Entry {
-                prev: id - 1,
+                prev: *tail,
                 next: NIL,
                 op,
-                partner,
+                partner: NIL,
+                rank: rank as u32,
                 is_call,
             });
-            entries[(id - 1) as usize].next = id;
+            entries[*tail as usize].next = id;
+            *tail = id;
+            if is_call {
+                call_entry[op as usize] = id;
+            } else {
+                entries[call_entry[op as usize] as usize].partner = id;
+            }
         }
         let ops: Vec<M::Op> = ops.into_iter().map(|p| p.op).collect();
         let read_only = ops.iter().map(|o| model.read_only(o)).collect();
@@ -117,9 +145,10 @@ impl<M: Model, B: Bits> Search<M, B> {
             stack: Vec::with_capacity(n),
             cache: Cache::new(words, budget),
             cursor,
+            phase: Phase::Completed,
             best: Vec::new(),
             steps: 0,
-            done: if n == 0 {
+            done: if cursor == NIL {
                 Some(Status::Linearizable)
             } else {
                 None
@@ -149,7 +178,9 @@ impl<M: Model, B: Bits> Search<M, B> {
     fn lift(&mut self, e: u32) {
         let r = self.entries[e as usize].partner;
         self.unlink(e);
-        self.unlink(r);
+        if r != NIL {
+            self.unlink(r);
+        }
     }
 
     #[inline(always)]
@@ -173,7 +204,9 @@ impl<M: Model, B: Bits> Search<M, B> {
     #[inline(always)]
     fn unlift(&mut self, e: u32) {
         let r = self.entries[e as usize].partner;
-        self.relink(r);
+        if r != NIL {
+            self.relink(r);
+        }
         self.relink(e);
     }
 
@@ -188,6 +221,11 @@ impl<M: Model, B: Bits> Search<M, B> {
             self.state = f.state;
             if !f.committed {
                 self.cursor = self.entries[f.entry as usize].next;
+                self.phase = if f.limit == NIL {
+                    Phase::Completed
+                } else {
+                    Phase::Open(f.limit)
+                };
                 return true;
             }
         }
@@ -203,12 +241,37 @@ impl<M: Model, B: Bits> Search<M, B> {
         }
     }
 
+    /// Linearizes op `op` (entry `e`) into `next` unless (set + op, next) was seen.
+    #[inline(always)]
+    fn push(&mut self, e: u32, op: u32, next: M::State, committed: bool, limit: u32) -> bool {
+        self.bits.set(op);
+        let h = self.set_hash ^ self.zob[op as usize] ^ hash_state(&next);
+        if !self.cache.insert(h, self.bits.words(), &next) {
+            self.bits.clear(op);
+            return false;
+        }
+        let prev = std::mem::replace(&mut self.state, next);
+        self.stack.push(Frame {
+            entry: e,
+            state: prev,
+            committed,
+            limit,
+        });
+        self.set_hash ^= self.zob[op as usize];
+        self.lift(e);
+        self.cursor = self.entries[HEAD as usize].next;
+        self.phase = Phase::Completed;
+        if self.stack.len() > self.best.len() {
+            self.record_best();
+        }
+        true
+    }
+
     /// Runs until done, `deadline`, or `cancel`; checks both every 1024 steps.
     pub fn run(&mut self, deadline: Instant, cancel: &AtomicBool) -> Status {
         if let Some(s) = self.done {
             return s;
         }
-        let mut best_len = self.best.len();
         loop {
             if self.entries[HEAD as usize].next == NIL {
                 self.record_best();
@@ -222,30 +285,33 @@ impl<M: Model, B: Bits> Search<M, B> {
                 return Status::Paused;
             }
             let e = self.cursor;
+            if let Phase::Open(limit) = self.phase {
+                if e == NIL || self.entries[e as usize].rank > limit {
+                    if !self.backtrack() {
+                        self.done = Some(Status::NotLinearizable);
+                        return Status::NotLinearizable;
+                    }
+                    continue;
+                }
+                let op = self.entries[e as usize].op;
+                if let Some(next) = self.model.step(&self.state, &self.ops[op as usize]) {
+                    // An open op that changes nothing here is no use here.
+                    if next != self.state && self.push(e, op, next, false, limit) {
+                        continue;
+                    }
+                }
+                self.cursor = self.entries[e as usize].next;
+                continue;
+            }
             let entry = self.entries[e as usize];
             if entry.is_call {
                 let op = entry.op;
                 if let Some(next) = self.model.step(&self.state, &self.ops[op as usize]) {
-                    self.bits.set(op);
-                    let h = self.set_hash ^ self.zob[op as usize] ^ hash_state(&next);
-                    if self.cache.insert(h, self.bits.words(), &next) {
-                        let prev = std::mem::replace(&mut self.state, next);
-                        self.stack.push(Frame {
-                            entry: e,
-                            state: prev,
-                            committed: self.read_only[op as usize],
-                        });
-                        self.set_hash ^= self.zob[op as usize];
-                        self.lift(e);
-                        self.cursor = self.entries[HEAD as usize].next;
-                        if self.stack.len() > best_len {
-                            self.record_best();
-                            best_len = self.best.len();
-                        }
+                    let committed = self.read_only[op as usize];
+                    if self.push(e, op, next, committed, NIL) {
                         continue;
                     }
-                    self.bits.clear(op);
-                    if self.read_only[op as usize] {
+                    if committed {
                         // This configuration plus the read was explored and failed,
                         // so this configuration fails too.
                         if !self.backtrack() {
@@ -256,9 +322,10 @@ impl<M: Model, B: Bits> Search<M, B> {
                     }
                 }
                 self.cursor = entry.next;
-            } else if !self.backtrack() {
-                self.done = Some(Status::NotLinearizable);
-                return Status::NotLinearizable;
+            } else {
+                // Every completed candidate was tried: now the open ones before it.
+                self.phase = Phase::Open(entry.rank);
+                self.cursor = self.entries[OPEN as usize].next;
             }
         }
     }
