@@ -18,8 +18,17 @@ use std::time::{Duration, Instant};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/porcupine");
 
-/// (name, files, model, expected verdict per file, time limit)
-fn cases() -> Vec<(&'static str, Vec<String>, ModelKind, Vec<Validity>, u64)> {
+/// (name, files, model, expected verdict per file, time limit in seconds, locality)
+type Case = (
+    &'static str,
+    Vec<String>,
+    ModelKind,
+    Vec<Validity>,
+    u64,
+    bool,
+);
+
+fn cases() -> Vec<Case> {
     let tsv = std::fs::read_to_string(format!("{CORPUS}/expected.tsv")).expect("corpus missing");
     let mut etcd = (Vec::new(), Vec::new());
     for l in tsv.lines().skip(1) {
@@ -35,6 +44,8 @@ fn cases() -> Vec<(&'static str, Vec<String>, ModelKind, Vec<Validity>, u64)> {
     }
     let kv = |n: &str| vec![format!("kv/{n}.txt")];
     use Validity::{Invalid as I, Valid as V};
+    let nk = ModelKind::KvNoPartition;
+    let etcd002 = vec!["jepsen/etcd_002.log".to_string()];
     vec![
         (
             "etcd corpus (102 logs, total)",
@@ -42,27 +53,31 @@ fn cases() -> Vec<(&'static str, Vec<String>, ModelKind, Vec<Validity>, u64)> {
             ModelKind::Etcd,
             etcd.1,
             120,
+            false,
         ),
         (
             "etcd_002 (linearizable)",
-            vec!["jepsen/etcd_002.log".into()],
+            etcd002,
             ModelKind::Etcd,
             vec![V],
             120,
+            false,
         ),
         (
             "kv c10 ok, not partitioned",
             kv("c10-ok"),
-            ModelKind::KvNoPartition,
+            nk,
             vec![V],
             120,
+            false,
         ),
         (
             "kv c10 bad, not partitioned",
             kv("c10-bad"),
-            ModelKind::KvNoPartition,
+            nk,
             vec![I],
             120,
+            false,
         ),
         (
             "kv c50 ok, by key",
@@ -70,6 +85,7 @@ fn cases() -> Vec<(&'static str, Vec<String>, ModelKind, Vec<Validity>, u64)> {
             ModelKind::Kv,
             vec![V],
             120,
+            false,
         ),
         (
             "kv c50 bad, by key",
@@ -77,20 +93,39 @@ fn cases() -> Vec<(&'static str, Vec<String>, ModelKind, Vec<Validity>, u64)> {
             ModelKind::Kv,
             vec![I],
             120,
+            false,
         ),
         (
-            "kv c50 ok, not partitioned",
+            "kv c50 ok, not partitioned, monolithic",
             kv("c50-ok"),
-            ModelKind::KvNoPartition,
+            nk,
             vec![V],
             120,
+            false,
         ),
         (
-            "kv c50 bad, not partitioned",
+            "kv c50 bad, not partitioned, monolithic",
             kv("c50-bad"),
-            ModelKind::KvNoPartition,
+            nk,
             vec![I],
             120,
+            false,
+        ),
+        (
+            "kv c50 ok, not partitioned, locality",
+            kv("c50-ok"),
+            nk,
+            vec![V],
+            120,
+            true,
+        ),
+        (
+            "kv c50 bad, not partitioned, locality",
+            kv("c50-bad"),
+            nk,
+            vec![I],
+            120,
+            true,
         ),
     ]
 }
@@ -121,13 +156,14 @@ fn peak_rss_kib() -> i64 {
 }
 
 fn run_case(name: &str, runs: usize) {
-    let (_, files, model, expected, limit) = cases()
+    let (_, files, model, expected, limit, locality) = cases()
         .into_iter()
         .find(|c| c.0 == name)
         .expect("unknown case");
     let prepared = load(&files, model);
     let opts = CheckOptions {
         time_limit: Some(Duration::from_secs(limit)),
+        locality,
         ..CheckOptions::default()
     };
     let mut times = Vec::new();
@@ -148,7 +184,7 @@ fn run_case(name: &str, runs: usize) {
         } else {
             format!("{agree}/{} agree", got.len())
         };
-        if got.iter().any(|v| *v == Validity::Unknown) {
+        if got.contains(&Validity::Unknown) {
             // An unknown means the time limit was hit: one run says it all.
             times.push(dt);
             break;
@@ -175,12 +211,13 @@ fn main() {
     };
     let runs: usize = get("--runs").and_then(|s| s.parse().ok()).unwrap_or(5);
     if let Some(name) = get("--per-file") {
-        let (_, files, model, _, limit) = cases()
+        let (_, files, model, _, limit, locality) = cases()
             .into_iter()
             .find(|c| c.0 == name)
             .expect("unknown case");
         let opts = CheckOptions {
             time_limit: Some(Duration::from_secs(limit)),
+            locality,
             ..CheckOptions::default()
         };
         for (f, p) in files.iter().zip(load(&files, model)) {

@@ -43,8 +43,10 @@ fn verdict_of(
     if let Some(c) = config {
         p.config = c;
     }
+    // "Not partitioned" means one search over the whole map: no locality split.
     let opts = CheckOptions {
         time_limit: Some(Duration::from_secs(60)),
+        locality: model != ModelKind::KvNoPartition,
         ..CheckOptions::default()
     };
     check(&p, &opts)

@@ -42,6 +42,10 @@ pub struct CheckArgs {
     /// Memory the search's caches may use, in MiB; past it they stop growing.
     #[arg(long, default_value_t = 4096, value_name = "MIB")]
     pub memory_limit: usize,
+    /// Search a model as one object even when it declares independent components
+    /// (by default a map of registers is split by key: linearizability is local).
+    #[arg(long)]
+    pub no_locality: bool,
     /// Write a self-contained HTML timeline of the per-key ops and linearization
     /// (with several files, the file's name is added before the extension).
     #[arg(long, value_name = "OUT.html")]
@@ -122,6 +126,7 @@ pub fn run_with(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u
             .unwrap_or_else(|| CheckOptions::default().threads)
             .max(1),
         cache_limit: args.memory_limit.saturating_mul(1 << 20),
+        locality: !args.no_locality,
         ..CheckOptions::default()
     };
     let mut bad = false;
@@ -143,9 +148,9 @@ pub fn run_with(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> u
             }
         }
     }
-    if let Some(out) = &args.visualize {
+    if let Some(target) = &args.visualize {
         for c in &checked {
-            let path = visual_path(out, &c.file, checked.len() + usize::from(bad) > 1);
+            let path = visual_path(target, &c.file, checked.len() + usize::from(bad) > 1);
             let html =
                 checkers::visualize::render(&c.file.display().to_string(), &c.prepared, &c.result);
             if let Err(e) = std::fs::write(&path, html) {

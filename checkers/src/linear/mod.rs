@@ -10,7 +10,7 @@ pub mod search;
 
 pub use report::{Counterexample, OpView, PartitionReport};
 
-use crate::models::{Model, Partition};
+use crate::models::{Model, PartOp, Partition};
 pub use crate::verdict::Validity;
 use cache::{Bits, Budget};
 use search::{Search, Status};
@@ -32,6 +32,9 @@ pub struct CheckOptions {
     pub slice: Duration,
     /// Stop the other partitions once one is found not linearizable.
     pub stop_on_first_invalid: bool,
+    /// Split a partition whose model declares independent components for every op
+    /// ([`Model::footprint`]) into one search per component.
+    pub locality: bool,
 }
 
 impl Default for CheckOptions {
@@ -42,6 +45,7 @@ impl Default for CheckOptions {
             cache_limit: 4 << 30,
             slice: Duration::from_millis(10),
             stop_on_first_invalid: true,
+            locality: true,
         }
     }
 }
@@ -132,6 +136,39 @@ fn task<M: Model>(part: Partition<M>, budget: &Budget) -> Box<dyn Task> {
     }
 }
 
+/// Splits `part` by the components its model names for its ops (see
+/// [`Model::footprint`]); unchanged if any op names none or all name the same one.
+fn split_by_footprint<M: Model>(part: Partition<M>) -> Vec<Partition<M>> {
+    let comps: Option<Vec<u32>> = part
+        .ops
+        .iter()
+        .map(|o| part.model.footprint(&o.op))
+        .collect();
+    let Some(comps) = comps else {
+        return vec![part];
+    };
+    let mut ids: Vec<u32> = comps.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() < 2 {
+        return vec![part];
+    }
+    let mut groups: Vec<Vec<PartOp<M::Op>>> = (0..ids.len()).map(|_| Vec::new()).collect();
+    for (op, c) in part.ops.into_iter().zip(comps) {
+        let g = ids.binary_search(&c).unwrap_or(0);
+        groups[g].push(op);
+    }
+    groups
+        .into_iter()
+        .zip(ids)
+        .map(|(ops, c)| Partition {
+            key: part.model.component_name(c).or(part.key.clone()),
+            model: part.model.clone(),
+            ops,
+        })
+        .collect()
+}
+
 /// Checks every partition and merges the verdicts. `_total_ops` is the size of the
 /// paired history the partitions came from (kept for callers' reports).
 pub fn check<M: Model>(
@@ -146,6 +183,11 @@ pub fn check<M: Model>(
             start + d
         });
     let budget = Budget::new(opts.cache_limit);
+    let parts = if opts.locality {
+        parts.into_iter().flat_map(split_by_footprint).collect()
+    } else {
+        parts
+    };
     let mut tasks: Vec<Box<dyn Task>> = parts.into_iter().map(|p| task(p, &budget)).collect();
     tasks.sort_by_key(|t| t.size());
     let n = tasks.len();

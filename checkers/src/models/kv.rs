@@ -295,6 +295,16 @@ impl Model for KvMap {
         describe(&self.keys[slot as usize], op)
     }
 
+    fn footprint(&self, op: &KvOp) -> Option<u32> {
+        Some(match op {
+            KvOp::Get { slot, .. } | KvOp::Put { slot, .. } | KvOp::Append { slot, .. } => *slot,
+        })
+    }
+
+    fn component_name(&self, c: u32) -> Option<String> {
+        self.keys.get(c as usize).cloned()
+    }
+
     fn describe_state(&self, state: &Nodes) -> String {
         let parts: Vec<String> = self
             .keys

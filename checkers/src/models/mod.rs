@@ -18,7 +18,7 @@ use std::hash::Hash;
 
 /// A sequential object. States are compared and hashed for the search's cache, so
 /// two states must be equal exactly when the object behaves the same from them.
-pub trait Model: Send + Sync + 'static {
+pub trait Model: Clone + Send + Sync + 'static {
     type State: Clone + Eq + Hash + Send + Debug;
     /// One compiled operation: input and observed output together.
     type Op: Send + Sync + Debug;
@@ -33,6 +33,18 @@ pub trait Model: Send + Sync + 'static {
     fn read_only(&self, op: &Self::Op) -> bool;
     fn describe_op(&self, op: &Self::Op) -> String;
     fn describe_state(&self, state: &Self::State) -> String;
+    /// The independent component of the state `op` reads and writes, if the model
+    /// is a product of independent objects (a map of registers: the key's slot).
+    /// When every op of a partition names one, the checker may split it by
+    /// component (Herlihy and Wing's locality: a history of independent objects is
+    /// linearizable exactly when each object's sub-history is).
+    fn footprint(&self, _op: &Self::Op) -> Option<u32> {
+        None
+    }
+    /// The name of a component (a key) for reports.
+    fn component_name(&self, _component: u32) -> Option<String> {
+        None
+    }
 }
 
 /// One operation compiled for a model, with its interval in the partition's order.

@@ -124,7 +124,7 @@ pub fn random_history(rng: &mut Rng, cas: bool) -> Vec<Op> {
                     (OpType::Ok, v)
                 }
             }
-            ("cas", Some(ok)) if ok == json!(false) => (OpType::Fail, pend.value.clone()),
+            ("cas", Some(Value::Bool(false))) => (OpType::Fail, pend.value.clone()),
             (_, Some(_)) if rng.chance(15) => (OpType::Fail, pend.value.clone()),
             (_, Some(_)) if rng.chance(10) => (OpType::Info, pend.value.clone()),
             (_, Some(_)) => (OpType::Ok, pend.value.clone()),
