@@ -32,7 +32,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run one test and report (with no nodes given: on the local lab).
-    Test(TestArgs),
+    Test(Box<TestArgs>),
+    /// Re-check a stored or foreign history (JSONL, Jepsen EDN, Porcupine logs).
+    Check(crate::check::CheckArgs),
     /// The local lab: a cluster of network namespaces on this machine.
     Lab(LabArgs),
 }
@@ -149,7 +151,7 @@ pub fn main() -> u8 {
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("bad arguments");
             eprintln!(
-                "splitbrain: {} (see --help)",
+                "splitbrain: error: {} (see --help)",
                 first.trim_start_matches("error: ")
             );
             return EXIT_HARNESS;
@@ -157,8 +159,9 @@ pub fn main() -> u8 {
     };
     crate::log::init();
     match cli.command {
+        Command::Check(args) => crate::check::run(&args),
         Command::Lab(args) => report(lab_command(args)),
-        Command::Test(args) => report(test_command(args)),
+        Command::Test(args) => report(test_command(*args)),
     }
 }
 
@@ -255,13 +258,33 @@ fn test_command(args: TestArgs) -> anyhow::Result<u8> {
             args.rate
         );
     }
+    if !crate::systems::zoo::MODES.contains(&args.zoo_mode.as_str()) {
+        bail!(
+            "unknown zoo mode {:?} (known: {})",
+            args.zoo_mode,
+            crate::systems::zoo::MODES.join(", ")
+        );
+    }
     if args.time_limit.is_zero() {
         bail!("invalid --time-limit: must be more than 0");
     }
-    let zoo = Zoo::new(
-        &args.zoo_mode,
-        args.zoo_binary.clone().unwrap_or_else(default_zoo_binary),
-    )?;
+    let nemesis_name = config::NemesisKind::ALL
+        .iter()
+        .find(|(_, k)| *k == args.nemesis)
+        .map(|(n, _)| *n)
+        .unwrap_or("none");
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("zoo-{}-{}-{}", args.zoo_mode, args.workload, nemesis_name));
+    anyhow::ensure!(
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !name.starts_with('.'),
+        "invalid --name {name:?}: use letters, digits, '-', '_', '.'"
+    );
     let mut ssh = SshOptions {
         username: args.username.clone(),
         private_key: args.ssh_private_key.clone(),
@@ -283,29 +306,16 @@ fn test_command(args: TestArgs) -> anyhow::Result<u8> {
         );
     }
     let (nodes, is_lab) = resolve_nodes(&args, &mut ssh)?;
+    let zoo = Zoo::new(
+        &args.zoo_mode,
+        args.zoo_binary.clone().unwrap_or_else(default_zoo_binary),
+    )?;
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
-    let nemesis_name = config::NemesisKind::ALL
-        .iter()
-        .find(|(_, k)| *k == args.nemesis)
-        .map(|(n, _)| *n)
-        .unwrap_or("none");
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("zoo-{}-{}-{}", args.zoo_mode, args.workload, nemesis_name));
-    anyhow::ensure!(
-        !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            && !name.starts_with('.'),
-        "invalid --name {name:?}: use letters, digits, '-', '_', '.'"
-    );
     let cfg = TestConfig {
         name,
         concurrency: args.concurrency.resolve(nodes.len()),

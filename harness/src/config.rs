@@ -26,7 +26,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 7.0 * 86_400.0 {
+    if !secs.is_finite() || !(0.0..=7.0 * 86_400.0).contains(&secs) {
         return Err(format!(
             "invalid duration {text:?}: must be between 0 and 7 days"
         ));

@@ -145,4 +145,146 @@ fn default_test_finds_lost_writes_and_no_faults_finds_none() {
     assert_eq!(results["valid"], "valid", "{output}");
     assert_eq!(code, 0);
     assert_eq!(lost_writes(&results)["lost_count"], 0);
+
+    bad_credentials_fail_with_one_line(dir.path());
+    interrupted_run_leaves_nothing_behind(dir.path());
+}
+
+/// The lab's nodes file with a key the nodes do not know, and with an empty
+/// known_hosts: one error line each naming the node, exit 3, nothing started.
+fn bad_credentials_fail_with_one_line(results: &Path) {
+    let state = Path::new(lab::DEFAULT_STATE_DIR);
+    let scratch = tempfile::tempdir().unwrap();
+    let key = scratch.path().join("stranger");
+    assert!(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
+    let empty = scratch.path().join("known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let nodes = state.join("nodes");
+    let lab_known_hosts = state.join("known_hosts");
+    let lab_key = state.join("id_ed25519");
+    let cases: [(Vec<&str>, &str); 2] = [
+        (
+            vec![
+                "--ssh-private-key",
+                key.to_str().unwrap(),
+                "--known-hosts",
+                lab_known_hosts.to_str().unwrap(),
+            ],
+            "rejected",
+        ),
+        (
+            vec![
+                "--ssh-private-key",
+                lab_key.to_str().unwrap(),
+                "--known-hosts",
+                empty.to_str().unwrap(),
+            ],
+            "is not in",
+        ),
+    ];
+    for (extra, want) in cases {
+        let out = Command::new(splitbrain())
+            .arg("test")
+            .arg("--nodes-file")
+            .arg(&nodes)
+            .args(&extra)
+            .arg("--results-dir")
+            .arg(results)
+            .arg("--zoo-binary")
+            .arg(zoo_binary())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{extra:?}: {stderr}");
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("splitbrain: error: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(
+            errors[0].contains(want) && errors[0].contains("n1"),
+            "{want:?} not in {}",
+            errors[0]
+        );
+    }
+}
+
+/// SIGINT in the middle of a partition: the run stops, heals, tears down and says
+/// `unknown` (exit 2); no rule of ours and no zoo process is left.
+fn interrupted_run_leaves_nothing_behind(results: &Path) {
+    let child = Command::new(splitbrain())
+        .args([
+            "test",
+            "--seed",
+            "3",
+            "--time-limit",
+            "60s",
+            "--nemesis-interval",
+            "20s",
+        ])
+        .arg("--results-dir")
+        .arg(results)
+        .arg("--zoo-binary")
+        .arg(zoo_binary())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the partition is in place (first fault starts 10 s into the run).
+    let history = results.join("latest").join("history.jsonl");
+    let t = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&history).unwrap_or_default();
+        if text.contains("\"type\":\"info\",\"f\":\"start-partition\"") {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "no partition started"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        partition_rules_on_nodes() > 0,
+        "the partition should be in place"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "interrupted runs are unknown\n{stderr}"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(partition_rules_on_nodes(), 0, "rules left after SIGINT");
+    let ps = Command::new("pgrep")
+        .args(["-f", "lab/work/n[0-9]+/zoo/bin/zoo"])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "zoo processes left: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+}
+
+fn partition_rules_on_nodes() -> usize {
+    (1..=5)
+        .map(|n| {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &format!("sb-n{n}"), "iptables", "-S"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("SPLITBRAIN"))
+                .count()
+        })
+        .sum()
 }

@@ -128,18 +128,33 @@ pub async fn run_client<S: System>(t: ClientTask<S>) -> anyhow::Result<Tally> {
     Ok(tally)
 }
 
-/// One node's final reads: retried (bounded by `budget`) until one succeeds, each
-/// attempt recorded; returns whether one did.
-pub async fn final_reads<S: System>(
-    system: Arc<S>,
-    node: NodeSpec,
-    mut process: u64,
-    stride: u64,
-    reads: Vec<Invocation>,
-    recorder: Arc<Recorder>,
-    op_timeout: Duration,
-    budget: Duration,
-) -> anyhow::Result<bool> {
+/// One node's final reads.
+pub struct FinalReads<S: System> {
+    pub system: Arc<S>,
+    pub node: NodeSpec,
+    pub first_process: u64,
+    pub stride: u64,
+    pub reads: Vec<Invocation>,
+    pub recorder: Arc<Recorder>,
+    pub op_timeout: Duration,
+    /// How long to keep retrying until one read succeeds.
+    pub budget: Duration,
+}
+
+/// Performs one node's final reads, each retried (bounded by the budget) until it
+/// succeeds, every attempt recorded; returns whether all succeeded.
+pub async fn final_reads<S: System>(t: FinalReads<S>) -> anyhow::Result<bool> {
+    let FinalReads {
+        system,
+        node,
+        first_process,
+        stride,
+        reads,
+        recorder,
+        op_timeout,
+        budget,
+    } = t;
+    let mut process = first_process;
     let until = Instant::now() + budget;
     let mut client = system.client(&node);
     let mut all_ok = true;

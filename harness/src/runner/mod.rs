@@ -116,6 +116,21 @@ pub async fn run_test<S: System>(
     let dir = RunDir::create(results_root, &cfg.name)?;
     crate::log::to_file(&dir.file("harness.log"))
         .with_context(|| format!("opening {}", dir.file("harness.log").display()))?;
+    let r = run_in(cfg, system, ssh, dir, stop).await;
+    if let Err(e) = &r {
+        tracing::error!("run failed: {e:#}");
+    }
+    crate::log::close();
+    r
+}
+
+async fn run_in<S: System>(
+    cfg: TestConfig,
+    system: S,
+    ssh: &SshOptions,
+    dir: RunDir,
+    stop: Stop,
+) -> anyhow::Result<RunOutcome> {
     dir.write_json("test.json", &cfg)?;
     tracing::info!(dir = %dir.path.display(), "run started");
     let system = Arc::new(system);
@@ -165,7 +180,6 @@ pub async fn run_test<S: System>(
     };
     dir.write_json("results.json", &results)?;
     tracing::info!(valid = %results.valid, "run finished");
-    crate::log::close();
     Ok(RunOutcome { dir, results })
 }
 
@@ -291,27 +305,30 @@ async fn run_body<S: System>(
         stop.sleep(cfg.recovery_time).await;
         let mut reads = tokio::task::JoinSet::new();
         for (i, node) in specs.iter().enumerate() {
-            reads.spawn(clients::final_reads(
-                system.clone(),
-                node.clone(),
-                FINAL_PROCESS_BASE + i as u64,
-                specs.len() as u64,
-                generator
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .final_reads(),
-                recorder.clone(),
-                cfg.op_timeout,
-                cfg.recovery_time.max(Duration::from_secs(10)),
-            ));
+            let invocations = generator
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .final_reads();
+            let read = clients::final_reads(clients::FinalReads {
+                system: system.clone(),
+                node: node.clone(),
+                first_process: FINAL_PROCESS_BASE + i as u64,
+                stride: specs.len() as u64,
+                reads: invocations,
+                recorder: recorder.clone(),
+                op_timeout: cfg.op_timeout,
+                budget: cfg.recovery_time.max(Duration::from_secs(10)),
+            });
+            let name = node.name.clone();
+            reads.spawn(async move { (name, read.await) });
         }
-        let mut i = 0;
         while let Some(r) = reads.join_next().await {
-            if !r.context("final read task failed")?? {
-                final_read_failures.push(format!("final read #{i} failed"));
+            let (node, ok) = r.context("final read task failed")?;
+            if !ok? {
+                final_read_failures.push(node);
             }
-            i += 1;
         }
+        final_read_failures.sort();
     }
     recorder.sync()?;
     let stats = RunStats {
