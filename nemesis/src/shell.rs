@@ -1,18 +1,24 @@
-//! Shell quoting for the commands this crate renders: every argument that reaches a
-//! remote shell goes through [`quote`].
+//! Shell quoting: the one function every argument passes through before it reaches a
+//! remote (or local) shell, here at the bottom of the dependency graph so that both
+//! the fault renderers of this crate and the harness's control layer use it.
 
-/// Quotes one argument for a POSIX shell, so it arrives verbatim.
-pub fn quote(arg: &str) -> String {
-    if !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,+%".contains(&b))
-    {
-        return arg.to_string();
+/// Characters that are safe to leave unquoted in a POSIX shell word. `=` is left out on
+/// purpose (a first word `A=b` would be an assignment), so is `~` (tilde expansion).
+fn is_safe(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ',' | ':' | '+' | '@' | '%')
+}
+
+/// Quotes `s` so that a POSIX shell reads it back as exactly one word equal to `s`:
+/// safe words stay bare (readable logs), everything else is single-quoted with each
+/// `'` written as `'\''`; the empty string becomes `''`. This is the one quoting
+/// function of the workspace: the harness's `control::sh_quote` is this function.
+pub fn quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(is_safe) {
+        return s.to_string();
     }
-    let mut out = String::with_capacity(arg.len() + 2);
+    let mut out = String::with_capacity(s.len() + 2);
     out.push('\'');
-    for c in arg.chars() {
+    for c in s.chars() {
         if c == '\'' {
             out.push_str("'\\''");
         } else {

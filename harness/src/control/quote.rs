@@ -6,34 +6,11 @@
 
 use std::fmt;
 
-/// Characters that are safe to leave unquoted in a POSIX shell word. `=` is left out on
-/// purpose (a first word `A=b` would be an assignment), so is `~` (tilde expansion).
-fn is_safe(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ',' | ':' | '+' | '@' | '%')
-}
-
-/// Quotes `s` so that a POSIX shell reads it back as exactly one word equal to `s`.
-///
-/// Words made only of safe characters are returned as they are (keeps logs readable);
-/// everything else is wrapped in single quotes, with each `'` written as `'\''`. The
-/// empty string becomes `''`. A NUL byte cannot be part of any argument a program
-/// receives; commands containing one are refused by `exec` rather than truncated.
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(is_safe) {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
-}
+/// Quotes `s` so that a POSIX shell reads it back as exactly one word equal to `s`
+/// (bare when every character is safe, single-quoted otherwise). The one quoting
+/// function of the workspace lives in the nemesis crate, which renders fault commands
+/// without depending on the harness; this is it.
+pub use nemesis::shell::quote as sh_quote;
 
 /// A shell command assembled from a program and quoted arguments.
 ///
