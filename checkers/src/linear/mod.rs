@@ -169,13 +169,8 @@ fn split_by_footprint<M: Model>(part: Partition<M>) -> Vec<Partition<M>> {
         .collect()
 }
 
-/// Checks every partition and merges the verdicts. `_total_ops` is the size of the
-/// paired history the partitions came from (kept for callers' reports).
-pub fn check<M: Model>(
-    parts: Vec<Partition<M>>,
-    _total_ops: usize,
-    opts: &CheckOptions,
-) -> CheckResult {
+/// Checks every partition and merges the verdicts.
+pub fn check<M: Model>(parts: Vec<Partition<M>>, opts: &CheckOptions) -> CheckResult {
     let start = Instant::now();
     let deadline = opts
         .time_limit

@@ -14,6 +14,8 @@ pub enum SetOp {
     Add(u32),
     /// A read of the whole set, as a bitset of element ids.
     Read(Vec<u64>),
+    /// A read that returned some element twice: never legal.
+    ReadWithDuplicates(String),
 }
 
 /// A grow-only set of JSON values.
@@ -43,17 +45,19 @@ impl Model for SetModel {
                 Some(s)
             }
             SetOp::Read(r) => (r == state).then(|| state.clone()),
+            SetOp::ReadWithDuplicates(_) => None,
         }
     }
 
     fn read_only(&self, op: &SetOp) -> bool {
-        matches!(op, SetOp::Read(_))
+        matches!(op, SetOp::Read(_) | SetOp::ReadWithDuplicates(_))
     }
 
     fn describe_op(&self, op: &SetOp) -> String {
         match op {
             SetOp::Add(e) => format!("add {}", self.values.show(*e)),
             SetOp::Read(r) => format!("read -> {}", self.describe_state(r)),
+            SetOp::ReadWithDuplicates(text) => format!("read -> {text} (duplicates)"),
         }
     }
 
@@ -99,8 +103,14 @@ pub fn compile_set(ops: &[Operation]) -> Result<Vec<Partition<SetModel>>, Conver
     let words = values.values_len().div_ceil(64).max(1);
     let values = Arc::new(values);
     let build = |i: usize, add: bool, ids: &[u32]| {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
         if add {
             part_op(ops, i, SetOp::Add(ids[0]))
+        } else if sorted.len() != ids.len() {
+            let text = ops[i].result_value().to_string();
+            part_op(ops, i, SetOp::ReadWithDuplicates(text))
         } else {
             let mut w = vec![0; words];
             ids.iter().for_each(|id| bit(&mut w, *id));
@@ -360,4 +370,71 @@ pub fn compile_multi_register(
         },
         ops: out,
     }])
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::formats::Format;
+    use crate::linear::{CheckOptions, Validity};
+    use crate::models::ModelKind;
+    use crate::pipeline::{check, prepare};
+
+    fn verdict(model: ModelKind, edn: &str) -> Validity {
+        let p = prepare(Format::Edn, Some(model), edn).unwrap();
+        check(&p, &CheckOptions::default()).unwrap().verdict
+    }
+
+    /// Porcupine's set examples: two concurrent adds and a concurrent read.
+    fn set_history(read: &str) -> String {
+        format!(
+            "[{{:process 0 :type :invoke :f :add :value 100}} {{:process 1 :type :invoke :f :add :value 110}}
+              {{:process 2 :type :invoke :f :read :value nil}} {{:process 2 :type :ok :f :read :value {read}}}
+              {{:process 1 :type :ok :f :add :value 110}} {{:process 0 :type :ok :f :add :value 100}}]"
+        )
+    }
+
+    #[test]
+    fn set_reads_are_checked_whole() {
+        assert_eq!(
+            verdict(ModelKind::Set, &set_history("[100]")),
+            Validity::Valid
+        );
+        assert_eq!(
+            verdict(ModelKind::Set, &set_history("[110 100]")),
+            Validity::Valid
+        );
+        assert_eq!(verdict(ModelKind::Set, &set_history("[]")), Validity::Valid);
+        assert_eq!(
+            verdict(ModelKind::Set, &set_history("[100 100 110]")),
+            Validity::Invalid
+        );
+        assert_eq!(
+            verdict(ModelKind::Set, &set_history("[7]")),
+            Validity::Invalid
+        );
+    }
+
+    #[test]
+    fn mutex_allows_one_holder_and_open_ops_may_not_happen() {
+        let two_holders =
+            "[{:process 0 :type :invoke :f :acquire} {:process 0 :type :ok :f :acquire}
+            {:process 1 :type :invoke :f :acquire} {:process 1 :type :ok :f :acquire}]";
+        assert_eq!(verdict(ModelKind::Mutex, two_holders), Validity::Invalid);
+        let open_second =
+            "[{:process 0 :type :invoke :f :acquire} {:process 0 :type :ok :f :acquire}
+            {:process 1 :type :invoke :f :acquire} {:process 1 :type :info :f :acquire}
+            {:process 0 :type :invoke :f :release} {:process 0 :type :ok :f :release}]";
+        assert_eq!(verdict(ModelKind::Mutex, open_second), Validity::Valid);
+    }
+
+    #[test]
+    fn multi_register_txns_read_their_own_and_others_writes() {
+        let ok = "[{:process 0 :type :invoke :f :txn :value [[:write :x 1] [:read :x nil]]}
+            {:process 0 :type :ok :f :txn :value [[:write :x 1] [:read :x 1]]}
+            {:process 1 :type :invoke :f :txn :value [[:read :x nil] [:read :y nil]]}
+            {:process 1 :type :ok :f :txn :value [[:read :x 1] [:read :y 0]]}]";
+        assert_eq!(verdict(ModelKind::MultiRegister, ok), Validity::Valid);
+        let stale = ok.replace("[:read :x 1] [:read :y 0]", "[:read :x 0] [:read :y 0]");
+        assert_eq!(verdict(ModelKind::MultiRegister, &stale), Validity::Invalid);
+    }
 }

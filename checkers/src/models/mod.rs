@@ -222,15 +222,15 @@ impl ModelKind {
         Ok(match self {
             ModelKind::Register | ModelKind::CasRegister => {
                 let parts = register::compile(ops, cfg, self == ModelKind::CasRegister)?;
-                linear::check(parts, ops.len(), opts)
+                linear::check(parts, opts)
             }
-            ModelKind::Kv => linear::check(kv::compile_partitioned(ops)?, ops.len(), opts),
-            ModelKind::KvNoPartition => linear::check(kv::compile_whole(ops)?, ops.len(), opts),
-            ModelKind::Set => linear::check(misc::compile_set(ops)?, ops.len(), opts),
-            ModelKind::Etcd => linear::check(etcd::compile(ops)?, ops.len(), opts),
-            ModelKind::Mutex => linear::check(misc::compile_mutex(ops)?, ops.len(), opts),
+            ModelKind::Kv => linear::check(kv::compile_partitioned(ops)?, opts),
+            ModelKind::KvNoPartition => linear::check(kv::compile_whole(ops)?, opts),
+            ModelKind::Set => linear::check(misc::compile_set(ops)?, opts),
+            ModelKind::Etcd => linear::check(etcd::compile(ops)?, opts),
+            ModelKind::Mutex => linear::check(misc::compile_mutex(ops)?, opts),
             ModelKind::MultiRegister => {
-                linear::check(misc::compile_multi_register(ops, cfg)?, ops.len(), opts)
+                linear::check(misc::compile_multi_register(ops, cfg)?, opts)
             }
         })
     }
