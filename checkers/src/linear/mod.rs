@@ -115,7 +115,7 @@ fn task<M: Model>(part: Partition<M>, budget: &Budget) -> Box<dyn Task> {
                 source: p.source,
                 call: p.call,
                 ret: p.ret,
-                description: part.model.describe_op(&p.op),
+                description: report::abbreviate(part.model.describe_op(&p.op)),
             })
             .collect();
         Box::new(PartTask {

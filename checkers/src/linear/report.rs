@@ -54,7 +54,7 @@ pub struct PartitionReport {
     pub steps: u64,
 }
 
-fn abbreviate(mut s: String) -> String {
+pub(crate) fn abbreviate(mut s: String) -> String {
     if s.chars().count() > STATE_CHARS {
         s = s.chars().take(STATE_CHARS).collect::<String>() + "…";
     }
