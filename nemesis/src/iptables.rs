@@ -75,7 +75,6 @@ fn script(cmds: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grudge::Topology;
 
     fn addrs() -> BTreeMap<String, String> {
         (1..=3)
@@ -86,7 +85,7 @@ mod tests {
     #[test]
     fn isolate_renders_drops_for_each_peer_both_ways() {
         let nodes: Vec<String> = addrs().keys().cloned().collect();
-        let g = Grudge::of(&Topology::Isolate { node: "n1".into() }, &nodes).unwrap();
+        let g = Grudge::between(&nodes[..1], &nodes[1..]);
         let s1 = apply_script("n1", &g, &addrs()).unwrap();
         assert!(s1.contains("iptables -w 5 -A SPLITBRAIN-IN -s 10.77.77.12 -j DROP"));
         assert!(s1.contains("iptables -w 5 -A SPLITBRAIN-OUT -d 10.77.77.13 -j DROP"));

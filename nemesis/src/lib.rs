@@ -5,5 +5,7 @@
 pub mod grudge;
 pub mod iptables;
 pub mod shell;
+pub mod topology;
 
-pub use grudge::{Grudge, GrudgeError, Topology};
+pub use grudge::{Grudge, GrudgeError};
+pub use topology::{Plan, Topology};

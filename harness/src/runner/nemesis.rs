@@ -111,11 +111,9 @@ pub async fn run_nemesis<S: System>(t: NemesisTask<S>) -> anyhow::Result<Vec<Fau
             Some(m) => m.clone(),
             None => names.choose(&mut rng).cloned().unwrap_or_default(),
         };
-        let topology = Topology::Isolate {
-            node: target.clone(),
-        };
-        let grudge = Grudge::of(&topology, &names)?;
-        let value = json!({"topology": topology.to_string(), "grudge": grudge, "masters": masters});
+        let plan = Topology::Isolate { node: Some(target) }.plan(&names, &masters, &mut rng)?;
+        let (topology, grudge) = (plan.description, plan.grudge);
+        let value = json!({"topology": topology, "grudge": grudge, "masters": masters});
         let start_op =
             t.recorder
                 .record(nemesis_op(OpType::Invoke, "start-partition", value.clone()))?;
@@ -131,7 +129,7 @@ pub async fn run_nemesis<S: System>(t: NemesisTask<S>) -> anyhow::Result<Vec<Fau
             .record(nemesis_op(OpType::Info, "start-partition", done))?;
         tracing::info!(%topology, ?errors, "partition started");
         let mut fault = FaultRecord {
-            topology: topology.to_string(),
+            topology,
             grudge,
             start: start_op.time as f64 / 1e9,
             end: None,
