@@ -6,14 +6,15 @@
 
 use crate::grudge::Grudge;
 use crate::shell::join;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The chain for incoming packets.
 pub const CHAIN_IN: &str = "SPLITBRAIN-IN";
 /// The chain for outgoing packets.
 pub const CHAIN_OUT: &str = "SPLITBRAIN-OUT";
 
-fn ipt(args: &[&str]) -> String {
+/// One iptables command line (waiting up to 5 s for the xtables lock).
+pub(crate) fn ipt(args: &[&str]) -> String {
     let mut words = vec!["iptables", "-w", "5"];
     words.extend_from_slice(args);
     join(words)
@@ -72,6 +73,72 @@ fn script(cmds: &[String]) -> String {
     format!("set -e\n{}\n", cmds.join("\n"))
 }
 
+/// Prints the partition rules of a node: our two chains and the jumps to them.
+pub fn status_script() -> String {
+    format!(
+        "{} 2>/dev/null | grep -- '-j {CHAIN_IN}' || true; {} 2>/dev/null | grep -- '-j {CHAIN_OUT}' || true; {} 2>/dev/null || true; {} 2>/dev/null || true",
+        ipt(&["-S", "INPUT"]),
+        ipt(&["-S", "OUTPUT"]),
+        ipt(&["-S", CHAIN_IN]),
+        ipt(&["-S", CHAIN_OUT])
+    )
+}
+
+/// The partition rules read back from a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionRules {
+    /// Jumps from INPUT to our chain and from OUTPUT to our chain.
+    pub jumps_in: usize,
+    pub jumps_out: usize,
+    /// Addresses whose incoming packets are dropped, and outgoing.
+    pub drop_from: BTreeSet<String>,
+    pub drop_to: BTreeSet<String>,
+    /// Rules in our chains that are not ours (someone edited them).
+    pub foreign: Vec<String>,
+}
+
+impl PartitionRules {
+    /// Parses [`status_script`]'s output.
+    pub fn parse(out: &str) -> PartitionRules {
+        let mut r = PartitionRules::default();
+        let bare = |a: &str| a.strip_suffix("/32").unwrap_or(a).to_string();
+        for line in out.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            match w[..] {
+                ["-A", "INPUT", "-j", CHAIN_IN] => r.jumps_in += 1,
+                ["-A", "OUTPUT", "-j", CHAIN_OUT] => r.jumps_out += 1,
+                ["-N", _] => {}
+                ["-A", CHAIN_IN, "-s", a, "-j", "DROP"] => {
+                    r.drop_from.insert(bare(a));
+                }
+                ["-A", CHAIN_OUT, "-d", a, "-j", "DROP"] => {
+                    r.drop_to.insert(bare(a));
+                }
+                _ => r.foreign.push(line.to_string()),
+            }
+        }
+        r
+    }
+
+    /// Addresses cut both ways while our chains are in effect.
+    pub fn cut_addresses(&self) -> BTreeSet<String> {
+        if self.jumps_in == 0 || self.jumps_out == 0 {
+            return BTreeSet::new();
+        }
+        self.drop_from
+            .intersection(&self.drop_to)
+            .cloned()
+            .collect()
+    }
+
+    pub fn is_healed(&self) -> bool {
+        self.jumps_in == 0
+            && self.jumps_out == 0
+            && self.drop_from.is_empty()
+            && self.drop_to.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +166,22 @@ mod tests {
         assert!(apply_script("n1", &g, &missing)
             .unwrap_err()
             .contains("\"n2\""));
+    }
+
+    #[test]
+    fn rules_read_back() {
+        let out = "-A INPUT -j SPLITBRAIN-IN\n-A OUTPUT -j SPLITBRAIN-OUT\n-N SPLITBRAIN-IN\n-A SPLITBRAIN-IN -s 10.77.77.12/32 -j DROP\n-N SPLITBRAIN-OUT\n-A SPLITBRAIN-OUT -d 10.77.77.12/32 -j DROP\n-A SPLITBRAIN-OUT -d 10.77.77.13/32 -j DROP\n";
+        let r = PartitionRules::parse(out);
+        assert_eq!((r.jumps_in, r.jumps_out), (1, 1));
+        assert_eq!(
+            r.cut_addresses(),
+            BTreeSet::from(["10.77.77.12".to_string()])
+        );
+        assert!(r.foreign.is_empty() && !r.is_healed());
+        let r = PartitionRules::parse("-N SPLITBRAIN-IN\n-A SPLITBRAIN-IN -s 10.77.77.12/32 -j DROP\n-A SPLITBRAIN-IN -p tcp -j ACCEPT\n");
+        assert!(r.cut_addresses().is_empty(), "no jump: nothing is cut");
+        assert_eq!(r.foreign, vec!["-A SPLITBRAIN-IN -p tcp -j ACCEPT"]);
+        assert!(PartitionRules::parse("").is_healed());
     }
 
     #[test]
