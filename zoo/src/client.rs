@@ -13,7 +13,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::proto::{ErrorReply, Outcome, ReadReply, Request, Response, RoleInfo, WriteAck};
+use crate::proto::{
+    CasAck, ErrorCode, ErrorReply, Outcome, ReadReply, RegisterReply, Request, Response, RoleInfo,
+    WriteAck,
+};
 use crate::wire::{write_json_line, Frame, LineReader, MAX_RESPONSE_LINE};
 
 /// A transport failure.
@@ -206,11 +209,129 @@ impl Client {
         }
     }
 
+    /// Writes `value` to the register `key`.
+    pub async fn write(
+        &mut self,
+        key: &str,
+        value: i64,
+        deadline: Duration,
+    ) -> Result<WriteAck, CallError> {
+        let req = Request::Write {
+            key: key.to_string(),
+            value,
+        };
+        match self.call(&req, deadline).await? {
+            Response::Written(ack) => Ok(ack),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Compare-and-set of the register `key` from `from` to `to`.
+    pub async fn cas(
+        &mut self,
+        key: &str,
+        from: i64,
+        to: i64,
+        deadline: Duration,
+    ) -> Result<CasAck, CallError> {
+        let req = Request::Cas {
+            key: key.to_string(),
+            from,
+            to,
+        };
+        match self.call(&req, deadline).await? {
+            Response::CasOk(ack) => Ok(ack),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reads the register `key` (`local` as for [`Client::read`]).
+    pub async fn get(
+        &mut self,
+        key: &str,
+        local: bool,
+        deadline: Duration,
+    ) -> Result<RegisterReply, CallError> {
+        let req = Request::Get {
+            key: key.to_string(),
+            local,
+        };
+        match self.call(&req, deadline).await? {
+            Response::Register(reply) => Ok(reply),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Appends `value` to the list `key`.
+    pub async fn append(
+        &mut self,
+        key: &str,
+        value: i64,
+        deadline: Duration,
+    ) -> Result<WriteAck, CallError> {
+        let req = Request::Append {
+            key: key.to_string(),
+            value,
+        };
+        match self.call(&req, deadline).await? {
+            Response::Appended(ack) => Ok(ack),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reads the list `key` (`local` as for [`Client::read`]).
+    pub async fn read_list(
+        &mut self,
+        key: &str,
+        local: bool,
+        deadline: Duration,
+    ) -> Result<ReadReply, CallError> {
+        let req = Request::ReadList {
+            key: key.to_string(),
+            local,
+        };
+        match self.call(&req, deadline).await? {
+            Response::List(reply) => Ok(reply),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Asks the node for its role.
     pub async fn role(&mut self, deadline: Duration) -> Result<RoleInfo, CallError> {
         match self.call(&Request::Role, deadline).await? {
             Response::Role(info) => Ok(info),
             other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// Sends `request` to `addr` and follows `redirect` errors (`--client-routing
+/// redirect`) to the named master, at most `max_hops` times; each hop opens a new
+/// connection bounded by `deadline`. Returns the final response and the address that
+/// gave it. A redirect to an address that is not a socket address is an error reply.
+pub async fn call_following_redirects(
+    addr: SocketAddr,
+    request: &Request,
+    deadline: Duration,
+    max_hops: usize,
+) -> Result<(Response, SocketAddr), ClientError> {
+    let mut at = addr;
+    let mut hops = 0;
+    loop {
+        let mut client = Client::connect(at, deadline).await?;
+        let response = client.call(request, deadline).await?;
+        match &response {
+            Response::Error(e) if e.code == ErrorCode::Redirect && hops < max_hops => {
+                let Some(next) = e.addr.as_deref().and_then(|a| a.parse().ok()) else {
+                    return Err(ClientError::BadResponse {
+                        addr: at,
+                        detail: format!("redirect without a valid address: {e}"),
+                    });
+                };
+                at = next;
+                hops += 1;
+            }
+            _ => return Ok((response, at)),
         }
     }
 }

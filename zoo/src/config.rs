@@ -57,10 +57,27 @@ pub struct Args {
     /// How long --daemon waits for the server to listen before giving up.
     #[arg(long, default_value_t = 10_000)]
     pub daemon_ready_timeout_ms: u64,
+    /// What a non-master does with a client operation: forward it to the master it
+    /// believes in, or answer with a `redirect` error naming the master.
+    #[arg(long, value_enum, default_value_t = ClientRouting::Forward)]
+    pub client_routing: ClientRouting,
+    /// semi-sync: how long the master waits for a replica's acknowledgement before
+    /// it degrades to asynchronous replication (MySQL's rpl_semi_sync_master_timeout).
+    #[arg(long, default_value_t = 2000)]
+    pub semi_sync_timeout_ms: u64,
     /// Accept the test-only `debug_block_peers` request (simulated partitions).
     /// Never use against a system under test: it is for the zoo's own tests.
     #[arg(long)]
     pub debug_fault_injection: bool,
+}
+
+/// `--client-routing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientRouting {
+    /// A non-master relays the operation to the master and returns its answer.
+    Forward,
+    /// A non-master answers `redirect` with the master's name and address.
+    Redirect,
 }
 
 /// A validated configuration.
@@ -79,6 +96,8 @@ pub struct Config {
     pub failover_timeout: Duration,
     pub peer_timeout: Duration,
     pub fsync: FsyncPolicy,
+    pub client_routing: ClientRouting,
+    pub semi_sync_timeout: Duration,
     pub debug_fault_injection: bool,
 }
 
@@ -176,6 +195,8 @@ impl TryFrom<Args> for Config {
             failover_timeout: Duration::from_millis(a.failover_timeout_ms),
             peer_timeout: Duration::from_millis(a.peer_timeout_ms),
             fsync: a.fsync,
+            client_routing: a.client_routing,
+            semi_sync_timeout: Duration::from_millis(a.semi_sync_timeout_ms),
             debug_fault_injection: a.debug_fault_injection,
         })
     }

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod data;
 pub mod eventlog;
 pub mod modes;
 pub mod peers;

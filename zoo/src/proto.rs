@@ -66,6 +66,51 @@ pub enum Request {
     },
     /// *peer*: a non-local `read` forwarded to the master.
     ForwardRead { from: String, key: String },
+    /// Write `value` to the register under `key`. Success: [`Response::Written`].
+    Write { key: String, value: Element },
+    /// Compare-and-set the register under `key` from `from` to `to`. Success:
+    /// [`Response::CasOk`]; a register not holding `from` gives error `cas_mismatch`.
+    Cas {
+        key: String,
+        from: Element,
+        to: Element,
+    },
+    /// Read the register under `key` (`local` as for `read`). Success:
+    /// [`Response::Register`].
+    Get {
+        key: String,
+        #[serde(default)]
+        local: bool,
+    },
+    /// Append `value` to the list under `key`. Success: [`Response::Appended`].
+    Append { key: String, value: Element },
+    /// Read the list under `key` (`local` as for `read`). Success: [`Response::List`].
+    ReadList {
+        key: String,
+        #[serde(default)]
+        local: bool,
+    },
+    /// *peer*: a client request a non-master forwards to the master it believes in
+    /// (log-based and ring modes). The receiver never forwards it again.
+    Forward { from: String, request: Box<Request> },
+    /// *peer*: a candidate asks for a vote in `term`; its log ends at
+    /// (`last_term`, `last_index`). Answered with [`Response::VoteReply`].
+    Vote {
+        from: String,
+        term: u64,
+        last_index: u64,
+        last_term: u64,
+    },
+    /// *peer*: the master of `term` sends log entries `prev_index+1 ..` (empty for a
+    /// heartbeat) and its commit index. Answered with [`Response::EntriesAck`].
+    AppendEntries {
+        from: String,
+        term: u64,
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+    },
     /// Test-only fault injection, refused unless the node was started with
     /// `--debug-fault-injection`: from now on this node neither sends to nor answers
     /// the named peers (an empty list heals). Models an iptables DROP partition on a
@@ -74,14 +119,44 @@ pub enum Request {
 }
 
 impl Request {
+    /// The request's `op` tag, for error messages.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Request::Add { .. } => "add",
+            Request::Read { .. } => "read",
+            Request::Role => "role",
+            Request::Ping { .. } => "ping",
+            Request::Fetch { .. } => "fetch",
+            Request::ForwardAdd { .. } => "forward_add",
+            Request::ForwardRead { .. } => "forward_read",
+            Request::Write { .. } => "write",
+            Request::Cas { .. } => "cas",
+            Request::Get { .. } => "get",
+            Request::Append { .. } => "append",
+            Request::ReadList { .. } => "read_list",
+            Request::Forward { .. } => "forward",
+            Request::Vote { .. } => "vote",
+            Request::AppendEntries { .. } => "append_entries",
+            Request::DebugBlockPeers { .. } => "debug_block_peers",
+        }
+    }
+
     /// The peer that sent this request, for peer requests.
     pub fn peer_sender(&self) -> Option<&str> {
         match self {
             Request::Ping { from, .. }
             | Request::Fetch { from, .. }
             | Request::ForwardAdd { from, .. }
-            | Request::ForwardRead { from, .. } => Some(from),
+            | Request::ForwardRead { from, .. }
+            | Request::Forward { from, .. }
+            | Request::Vote { from, .. }
+            | Request::AppendEntries { from, .. } => Some(from),
             Request::Add { .. }
+            | Request::Write { .. }
+            | Request::Cas { .. }
+            | Request::Get { .. }
+            | Request::Append { .. }
+            | Request::ReadList { .. }
             | Request::Read { .. }
             | Request::Role
             | Request::DebugBlockPeers { .. } => None,
@@ -116,6 +191,25 @@ pub enum Response {
         offset: u64,
         sets: BTreeMap<String, Vec<Element>>,
     },
+    /// A register `write` was applied (see [`Response::Added`] for the attribution).
+    Written(WriteAck),
+    /// A list `append` was applied.
+    Appended(WriteAck),
+    /// A `cas` was applied.
+    CasOk(CasAck),
+    /// The register under `key` (`value` null when never written).
+    Register(RegisterReply),
+    /// The list under `key`, in append order.
+    List(ReadReply),
+    /// *peer*: answer to `vote`.
+    VoteReply { term: u64, granted: bool },
+    /// *peer*: answer to `append_entries`: whether the entries matched at
+    /// `prev_index`, and the receiver's last log index afterwards.
+    EntriesAck {
+        term: u64,
+        success: bool,
+        last_index: u64,
+    },
     /// The peers this node now blocks (answer to `debug_block_peers`).
     DebugBlocked { peers: Vec<String> },
     /// The request failed; see [`ErrorReply::outcome`] for whether it may have taken effect.
@@ -132,6 +226,58 @@ pub struct WriteAck {
     pub master: String,
     /// The epoch in which `master` accepted it.
     pub epoch: u64,
+}
+
+/// An acknowledged `cas`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CasAck {
+    pub key: String,
+    pub from: Element,
+    pub to: Element,
+    pub master: String,
+    pub epoch: u64,
+}
+
+/// The answer to a `get`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterReply {
+    pub key: String,
+    pub value: Option<Element>,
+    pub node: String,
+    pub role: RoleKind,
+    pub epoch: u64,
+}
+
+/// One replicated command of the log-based modes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "c", rename_all = "snake_case")]
+pub enum Cmd {
+    /// Written by a new master to commit its term; changes nothing.
+    Noop,
+    Add {
+        key: String,
+        value: Element,
+    },
+    Write {
+        key: String,
+        value: Element,
+    },
+    Cas {
+        key: String,
+        from: Element,
+        to: Element,
+    },
+    Append {
+        key: String,
+        value: Element,
+    },
+}
+
+/// One log entry: a command and the term of the master that created it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub term: u64,
+    pub cmd: Cmd,
 }
 
 /// The answer to a `read`.
@@ -176,8 +322,12 @@ pub struct RoleInfo {
     pub master: Option<String>,
     /// The history this node's data belongs to.
     pub lineage: Lineage,
-    /// How many operations of that history this node has applied.
+    /// How many operations of that history this node has applied. In the log-based
+    /// modes: the last log index, with `lineage` = (term of that entry, this node).
     pub offset: u64,
+    /// Log-based modes: the highest log index this node knows to be committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<u64>,
 }
 
 /// A history of operations, named by the node that started it when it became master
@@ -217,6 +367,11 @@ pub struct ErrorReply {
     pub outcome: Outcome,
     /// One human-readable line.
     pub message: String,
+    /// Code `redirect`: the master this node believes in, and its address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
 }
 
 impl ErrorReply {
@@ -226,6 +381,8 @@ impl ErrorReply {
             code,
             outcome: Outcome::NotApplied,
             message: message.into(),
+            master: None,
+            addr: None,
         }
     }
 
@@ -235,6 +392,21 @@ impl ErrorReply {
             code,
             outcome: Outcome::Indeterminate,
             message: message.into(),
+            master: None,
+            addr: None,
+        }
+    }
+}
+
+impl ErrorReply {
+    /// `--client-routing redirect`: ask the client to retry at `master` (`addr`).
+    pub fn redirect(node: &str, master: &str, addr: std::net::SocketAddr) -> Self {
+        ErrorReply {
+            code: ErrorCode::Redirect,
+            outcome: Outcome::NotApplied,
+            message: format!("{node} is not master; master is {master} at {addr}"),
+            master: Some(master.to_string()),
+            addr: Some(addr.to_string()),
         }
     }
 }
@@ -277,6 +449,16 @@ pub enum ErrorCode {
     Unsupported,
     /// The node is shutting down. Always `not_applied`.
     ShuttingDown,
+    /// This node is not master; the reply names the master to retry at
+    /// (`--client-routing redirect`). Always `not_applied`.
+    Redirect,
+    /// A `cas` found another value. Always `not_applied`.
+    CasMismatch,
+    /// The key holds another kind of object (e.g. `append` to a set). `not_applied`.
+    WrongType,
+    /// The master could not get the write acknowledged as its mode requires
+    /// (replicas or a majority unreachable) in time. Always `indeterminate`.
+    NotReplicated,
 }
 
 #[cfg(test)]
@@ -354,6 +536,7 @@ mod tests {
                 node: "n1".into(),
             },
             offset: 0,
+            commit: None,
         });
         let text = serde_json::to_string(&role).unwrap();
         assert_eq!(

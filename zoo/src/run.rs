@@ -15,6 +15,7 @@ use crate::daemon::ReadySignal;
 use crate::eventlog::EventLog;
 use crate::log_event;
 use crate::modes::async_failover::AsyncFailover;
+use crate::modes::replog::{FixedMaster, Raft, SemiSync, SyncAll};
 use crate::modes::{Mode, ModeName};
 use crate::server::serve;
 
@@ -30,6 +31,10 @@ pub async fn run(cfg: Config, ready: &mut Option<ReadySignal>) -> anyhow::Result
     let log = Arc::new(log);
     let result = match cfg.mode {
         ModeName::AsyncFailover => run_mode::<AsyncFailover>(cfg.clone(), log.clone(), ready).await,
+        ModeName::FixedMaster => run_mode::<FixedMaster>(cfg.clone(), log.clone(), ready).await,
+        ModeName::SemiSync => run_mode::<SemiSync>(cfg.clone(), log.clone(), ready).await,
+        ModeName::Sync => run_mode::<SyncAll>(cfg.clone(), log.clone(), ready).await,
+        ModeName::Raft => run_mode::<Raft>(cfg.clone(), log.clone(), ready).await,
     };
     if let Err(e) = &result {
         log_event!(log, "fatal", "{e:#}");

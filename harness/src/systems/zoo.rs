@@ -6,6 +6,7 @@ use super::{NodeHandle, Outcome, RoleView, System, SystemClient};
 use crate::control::{sh_quote, Remote};
 use crate::nodes::NodeSpec;
 use anyhow::{bail, Context};
+use nemesis::clock;
 use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,13 +19,23 @@ use zoo::proto::{Outcome as ZooOutcome, Request, Response, RoleKind};
 pub const PORT: u16 = 7070;
 
 /// The zoo modes the harness can deploy.
-pub const MODES: &[&str] = &["async-failover"];
+pub const MODES: &[&str] = &[
+    "async-failover",
+    "fixed-master",
+    "semi-sync",
+    "sync",
+    "raft",
+];
 
 pub struct Zoo {
     pub mode: String,
     /// The zoo binary on the controller, uploaded to every node.
     pub binary: PathBuf,
     pub connect_timeout: Duration,
+    /// Start each daemon under libfaketime reading the node's offset file
+    /// ([`nemesis::clock::lab_offset_file`]): how clock faults reach the zoo in the
+    /// lab, where all nodes share one system clock.
+    pub faketime: bool,
 }
 
 impl Zoo {
@@ -42,11 +53,42 @@ impl Zoo {
             mode: mode.to_string(),
             binary,
             connect_timeout: Duration::from_secs(2),
+            faketime: false,
         })
     }
 
     fn dir(node: &NodeSpec) -> String {
         format!("{}/zoo", node.workdir.trim_end_matches('/'))
+    }
+
+    /// The command that starts the daemon on `spec` over its existing data directory.
+    fn start_command(&self, spec: &NodeSpec, all: &[NodeSpec]) -> String {
+        let dir = Zoo::dir(spec);
+        let words = [
+            sh_quote(&format!("{dir}/bin/zoo")),
+            "--mode".into(),
+            sh_quote(&self.mode),
+            "--node".into(),
+            sh_quote(&spec.name),
+            "--listen".into(),
+            sh_quote(&format!("{}:{PORT}", spec.host)),
+            "--peers".into(),
+            sh_quote(&peers_flag(all)),
+            "--data-dir".into(),
+            sh_quote(&format!("{dir}/data")),
+            "--log".into(),
+            sh_quote(&format!("{dir}/zoo.log")),
+            "--pid-file".into(),
+            sh_quote(&format!("{dir}/zoo.pid")),
+            "--daemon".into(),
+        ]
+        .join(" ");
+        if self.faketime {
+            let file = clock::lab_offset_file(&spec.workdir);
+            format!("{} {words}", clock::faketime_env(&file))
+        } else {
+            words
+        }
     }
 }
 
@@ -80,10 +122,12 @@ impl System for Zoo {
         let bin = format!("{dir}/bin/zoo");
         let pid = format!("{dir}/zoo.pid");
         let t = node.remote.command_timeout();
-        // A fresh start: stop any earlier daemon of ours, wipe its data.
+        // A fresh start: stop any earlier daemon of ours, wipe its data and any clock
+        // offset an earlier run left.
         let prep = format!(
-            "{}; rm -rf {} && mkdir -p {} {}",
+            "{}; rm -f {}; rm -rf {} && mkdir -p {} {}",
             stop_script(&pid),
+            sh_quote(&clock::lab_offset_file(&spec.workdir)),
             sh_quote(&format!("{dir}/data")),
             sh_quote(&format!("{dir}/data")),
             sh_quote(&format!("{dir}/bin"))
@@ -96,25 +140,7 @@ impl System for Zoo {
             .upload(&self.binary, &bin, 0o755)
             .await
             .with_context(|| format!("{}: uploading the zoo binary to {bin}", spec.name))?;
-        let cmd = [
-            sh_quote(&bin),
-            "--mode".into(),
-            sh_quote(&self.mode),
-            "--node".into(),
-            sh_quote(&spec.name),
-            "--listen".into(),
-            sh_quote(&format!("{}:{PORT}", spec.host)),
-            "--peers".into(),
-            sh_quote(&peers_flag(all)),
-            "--data-dir".into(),
-            sh_quote(&format!("{dir}/data")),
-            "--log".into(),
-            sh_quote(&format!("{dir}/zoo.log")),
-            "--pid-file".into(),
-            sh_quote(&pid),
-            "--daemon".into(),
-        ]
-        .join(" ");
+        let cmd = self.start_command(spec, all);
         node.remote
             .exec_ok(&cmd, t)
             .await
@@ -171,6 +197,25 @@ impl System for Zoo {
 
     fn log_paths(&self, node: &NodeSpec) -> Vec<String> {
         vec![format!("{}/zoo.log", Zoo::dir(node))]
+    }
+
+    fn pid_file(&self, node: &NodeSpec) -> String {
+        format!("{}/zoo.pid", Zoo::dir(node))
+    }
+
+    async fn restart_node(&self, node: &NodeHandle, all: &[NodeSpec]) -> anyhow::Result<()> {
+        let pid = self.pid_file(&node.spec);
+        // Only when no daemon of ours is alive: a restart never doubles a process.
+        let cmd = format!(
+            "if [ -f {p} ] && kill -0 \"$(cat {p})\" 2>/dev/null; then echo 'zoo is still running' >&2; exit 3; fi; {}",
+            self.start_command(&node.spec, all),
+            p = sh_quote(&pid)
+        );
+        node.remote
+            .exec_ok(&cmd, node.remote.command_timeout())
+            .await
+            .with_context(|| format!("{}: restarting zoo", node.spec.name))?;
+        Ok(())
     }
 
     fn client(&self, node: &NodeSpec) -> ZooClient {

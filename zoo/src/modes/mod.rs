@@ -10,6 +10,7 @@ use crate::eventlog::EventLog;
 use crate::server::Handler;
 
 pub mod async_failover;
+pub mod replog;
 
 /// The `--mode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -17,6 +18,16 @@ pub enum ModeName {
     /// Master-slave, asynchronous replication, naive automatic failover: loses
     /// acknowledged writes and runs two masters when the master is cut off.
     AsyncFailover,
+    /// Master-slave with one configured master, asynchronous replication and no
+    /// failover: writes are unavailable while the master is down or cut off.
+    FixedMaster,
+    /// Master + one replica acknowledge before the client does, degrading to
+    /// asynchronous after a timeout; majority elections, most up-to-date log wins.
+    SemiSync,
+    /// Every replica acknowledges before the client does; majority elections.
+    Sync,
+    /// Consensus: majority commit, read-index reads, check-quorum. Linearizable.
+    Raft,
 }
 
 /// A running mode: opened (data recovered) before the node reports ready, then

@@ -51,11 +51,17 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     peers: String,
     extra: Vec<String>,
+    mode: String,
 }
 
 impl Cluster {
-    /// Starts `n` nodes (n1..) and waits until each answers `role`.
+    /// Starts `n` nodes (n1..) of mode `async-failover` and waits until each answers `role`.
     pub async fn start(n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_mode("async-failover", n, extra).await
+    }
+
+    /// Starts `n` nodes (n1..) of `mode` and waits until each answers `role`.
+    pub async fn start_mode(mode: &str, n: usize, extra: &[&str]) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let nodes: Vec<Node> = free_ports(n)
             .into_iter()
@@ -81,6 +87,7 @@ impl Cluster {
             nodes,
             peers,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            mode: mode.to_string(),
         };
         for i in 0..n {
             c.spawn(i);
@@ -96,7 +103,7 @@ impl Cluster {
         let node = &self.nodes[i];
         assert!(node.child.is_none(), "{} already running", node.name);
         let child = Command::new(BIN)
-            .args(["--mode", "async-failover", "--node", &node.name])
+            .args(["--mode", &self.mode, "--node", &node.name])
             .arg("--listen")
             .arg(node.addr.to_string())
             .args(["--peers", &self.peers])

@@ -333,6 +333,7 @@ mod tests {
                 node: "n1".into(),
             },
             offset: 0,
+            commit: None,
         }
     }
 

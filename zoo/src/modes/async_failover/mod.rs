@@ -208,6 +208,13 @@ impl AsyncFailover {
                 }
             }
             Request::DebugBlockPeers { peers } => self.debug_block(&peers),
+            other => error(
+                ErrorCode::Unsupported,
+                format!(
+                    "mode async-failover serves only add, read and role, not {}",
+                    other.op_name()
+                ),
+            ),
         }
     }
 
@@ -221,6 +228,7 @@ impl AsyncFailover {
             master: st.master.clone(),
             lineage: store.meta().lineage.clone(),
             offset: store.offset(),
+            commit: None,
         }
     }
 
