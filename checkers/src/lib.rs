@@ -5,12 +5,12 @@
 pub mod formats;
 pub mod history;
 pub mod linear;
+pub mod lost_writes;
 pub mod models;
 pub mod operation;
 pub mod pipeline;
-pub mod visualize;
-pub mod lost_writes;
 pub mod verdict;
+pub mod visualize;
 
 pub use history::{Op, OpType, Process};
 pub use verdict::Validity;

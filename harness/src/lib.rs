@@ -1,13 +1,13 @@
 //! The splitbrain engine: SSH control, the local lab, systems under test, the runner,
 //! the store and the CLI. `main.rs` only calls [`cli::main`].
 
-pub mod control;
-pub mod lab;
-pub mod nodes;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod control;
+pub mod lab;
 pub mod log;
+pub mod nodes;
 pub mod runner;
 pub mod store;
 pub mod summary;
