@@ -65,6 +65,10 @@ pub struct Args {
     /// it degrades to asynchronous replication (MySQL's rpl_semi_sync_master_timeout).
     #[arg(long, default_value_t = 2000)]
     pub semi_sync_timeout_ms: u64,
+    /// Test-only: add this many milliseconds (may be negative) to the wall clock
+    /// `lww-ring` stamps writes with, modelling clock skew without libfaketime.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub clock_offset_ms: i64,
     /// Accept the test-only `debug_block_peers` request (simulated partitions).
     /// Never use against a system under test: it is for the zoo's own tests.
     #[arg(long)]
@@ -98,6 +102,7 @@ pub struct Config {
     pub fsync: FsyncPolicy,
     pub client_routing: ClientRouting,
     pub semi_sync_timeout: Duration,
+    pub clock_offset_ms: i64,
     pub debug_fault_injection: bool,
 }
 
@@ -197,6 +202,7 @@ impl TryFrom<Args> for Config {
             fsync: a.fsync,
             client_routing: a.client_routing,
             semi_sync_timeout: Duration::from_millis(a.semi_sync_timeout_ms),
+            clock_offset_ms: a.clock_offset_ms,
             debug_fault_injection: a.debug_fault_injection,
         })
     }

@@ -111,6 +111,12 @@ pub enum Request {
         entries: Vec<Entry>,
         commit: u64,
     },
+    /// *peer*: `lww-ring` pushes the writes a node accepted to every peer. Answered
+    /// with [`Response::Gossiped`].
+    Gossip {
+        from: String,
+        writes: Vec<VersionedWrite>,
+    },
     /// Test-only fault injection, refused unless the node was started with
     /// `--debug-fault-injection`: from now on this node neither sends to nor answers
     /// the named peers (an empty list heals). Models an iptables DROP partition on a
@@ -137,6 +143,7 @@ impl Request {
             Request::Forward { .. } => "forward",
             Request::Vote { .. } => "vote",
             Request::AppendEntries { .. } => "append_entries",
+            Request::Gossip { .. } => "gossip",
             Request::DebugBlockPeers { .. } => "debug_block_peers",
         }
     }
@@ -150,7 +157,8 @@ impl Request {
             | Request::ForwardRead { from, .. }
             | Request::Forward { from, .. }
             | Request::Vote { from, .. }
-            | Request::AppendEntries { from, .. } => Some(from),
+            | Request::AppendEntries { from, .. }
+            | Request::Gossip { from, .. } => Some(from),
             Request::Add { .. }
             | Request::Write { .. }
             | Request::Cas { .. }
@@ -210,6 +218,8 @@ pub enum Response {
         success: bool,
         last_index: u64,
     },
+    /// *peer*: answer to `gossip`: how many of the writes replaced the receiver's data.
+    Gossiped { applied: usize },
     /// The peers this node now blocks (answer to `debug_block_peers`).
     DebugBlocked { peers: Vec<String> },
     /// The request failed; see [`ErrorReply::outcome`] for whether it may have taken effect.
@@ -278,6 +288,28 @@ pub enum Cmd {
 pub struct Entry {
     pub term: u64,
     pub cmd: Cmd,
+}
+
+/// A whole object as `lww-ring` replicates it: the kind and its elements (sets
+/// sorted, lists in order, a register as one element).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    Set,
+    List,
+    Register,
+}
+
+/// One accepted write in `lww-ring`: the key's whole new value, stamped with the
+/// accepting node's wall clock (milliseconds since the Unix epoch, possibly skewed)
+/// and its name; the larger (`ts_ms`, `origin`) wins everywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionedWrite {
+    pub key: String,
+    pub kind: ObjectKind,
+    pub values: Vec<Element>,
+    pub ts_ms: u64,
+    pub origin: String,
 }
 
 /// The answer to a `read`.

@@ -15,6 +15,7 @@ use crate::daemon::ReadySignal;
 use crate::eventlog::EventLog;
 use crate::log_event;
 use crate::modes::async_failover::AsyncFailover;
+use crate::modes::lww_ring::LwwRing;
 use crate::modes::replog::{FixedMaster, Raft, SemiSync, SyncAll};
 use crate::modes::{Mode, ModeName};
 use crate::server::serve;
@@ -35,6 +36,7 @@ pub async fn run(cfg: Config, ready: &mut Option<ReadySignal>) -> anyhow::Result
         ModeName::SemiSync => run_mode::<SemiSync>(cfg.clone(), log.clone(), ready).await,
         ModeName::Sync => run_mode::<SyncAll>(cfg.clone(), log.clone(), ready).await,
         ModeName::Raft => run_mode::<Raft>(cfg.clone(), log.clone(), ready).await,
+        ModeName::LwwRing => run_mode::<LwwRing>(cfg.clone(), log.clone(), ready).await,
     };
     if let Err(e) = &result {
         log_event!(log, "fatal", "{e:#}");

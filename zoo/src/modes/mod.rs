@@ -10,6 +10,7 @@ use crate::eventlog::EventLog;
 use crate::server::Handler;
 
 pub mod async_failover;
+pub mod lww_ring;
 pub mod replog;
 
 /// The `--mode` values.
@@ -28,6 +29,9 @@ pub enum ModeName {
     Sync,
     /// Consensus: majority commit, read-index reads, check-quorum. Linearizable.
     Raft,
+    /// Masterless ring, any node accepts writes, asynchronous push to all peers,
+    /// wall-clock last-write-wins: concurrent or skewed writes are silently lost.
+    LwwRing,
 }
 
 /// A running mode: opened (data recovered) before the node reports ready, then

@@ -51,6 +51,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     peers: String,
     extra: Vec<String>,
+    /// Flags for single nodes, by index (e.g. a skewed clock on one node).
+    node_extra: Vec<Vec<String>>,
     mode: String,
 }
 
@@ -62,6 +64,16 @@ impl Cluster {
 
     /// Starts `n` nodes (n1..) of `mode` and waits until each answers `role`.
     pub async fn start_mode(mode: &str, n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_nodes(mode, n, extra, &[]).await
+    }
+
+    /// As [`Cluster::start_mode`], node `i` also getting `node_extra[i]`.
+    pub async fn start_nodes(
+        mode: &str,
+        n: usize,
+        extra: &[&str],
+        node_extra: &[&[&str]],
+    ) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let nodes: Vec<Node> = free_ports(n)
             .into_iter()
@@ -87,6 +99,10 @@ impl Cluster {
             nodes,
             peers,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            node_extra: node_extra
+                .iter()
+                .map(|a| a.iter().map(|s| s.to_string()).collect())
+                .collect(),
             mode: mode.to_string(),
         };
         for i in 0..n {
@@ -113,6 +129,7 @@ impl Cluster {
             .arg(&node.log)
             .args(TIMING)
             .args(&self.extra)
+            .args(self.node_extra.get(i).into_iter().flatten())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

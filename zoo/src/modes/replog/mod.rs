@@ -261,7 +261,8 @@ impl RepLog {
             Request::Ping { .. }
             | Request::Fetch { .. }
             | Request::ForwardAdd { .. }
-            | Request::ForwardRead { .. } => error(
+            | Request::ForwardRead { .. }
+            | Request::Gossip { .. } => error(
                 ErrorCode::Unsupported,
                 format!(
                     "mode {} does not serve peer request {}",
