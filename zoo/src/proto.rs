@@ -111,7 +111,7 @@ pub enum Request {
         entries: Vec<Entry>,
         commit: u64,
     },
-    /// *peer*: `lww-ring` pushes the writes a node accepted to every peer. Answered
+    /// *peer*: the ring modes push the writes a node accepted to every peer. Answered
     /// with [`Response::Gossiped`].
     Gossip {
         from: String,
@@ -253,6 +253,10 @@ pub struct CasAck {
 pub struct RegisterReply {
     pub key: String,
     pub value: Option<Element>,
+    /// `vclock-ring`: the concurrent values still unmerged, when more than one
+    /// (`value` is then the largest). Absent elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub siblings: Vec<Element>,
     pub node: String,
     pub role: RoleKind,
     pub epoch: u64,
@@ -300,9 +304,10 @@ pub enum ObjectKind {
     Register,
 }
 
-/// One accepted write in `lww-ring`: the key's whole new value, stamped with the
+/// One accepted write in the ring modes: the key's whole new value, stamped with the
 /// accepting node's wall clock (milliseconds since the Unix epoch, possibly skewed)
-/// and its name; the larger (`ts_ms`, `origin`) wins everywhere.
+/// and its name. `lww-ring`: the larger (`ts_ms`, `origin`) wins everywhere.
+/// `vclock-ring`: `vclock` orders writes; concurrent ones are kept as siblings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionedWrite {
     pub key: String,
@@ -310,6 +315,9 @@ pub struct VersionedWrite {
     pub values: Vec<Element>,
     pub ts_ms: u64,
     pub origin: String,
+    /// `vclock-ring`: node → number of writes it accepted that this one follows.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vclock: BTreeMap<String, u64>,
 }
 
 /// The answer to a `read`.

@@ -10,8 +10,8 @@ use crate::eventlog::EventLog;
 use crate::server::Handler;
 
 pub mod async_failover;
-pub mod lww_ring;
 pub mod replog;
+pub mod ring;
 
 /// The `--mode` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,6 +32,9 @@ pub enum ModeName {
     /// Masterless ring, any node accepts writes, asynchronous push to all peers,
     /// wall-clock last-write-wins: concurrent or skewed writes are silently lost.
     LwwRing,
+    /// Masterless ring with vector clocks: concurrent writes kept as siblings and
+    /// merged on read (sets and lists by union).
+    VclockRing,
 }
 
 /// A running mode: opened (data recovered) before the node reports ready, then

@@ -465,6 +465,7 @@ impl RepLog {
                 Response::Register(RegisterReply {
                     key: key.clone(),
                     value,
+                    siblings: Vec::new(),
                     node,
                     role,
                     epoch,

@@ -1,20 +1,22 @@
-//! Mode `lww-ring`: a masterless ring with last-write-wins (Cassandra-like,
-//! deliberately flawed). Any node accepts any write: it reads its own copy of the
-//! key, computes the whole new value (the set with the element added, the list with
-//! it appended, the register's new value), stamps it with its wall clock (plus
-//! `--clock-offset-ms`) and its name, keeps it when that stamp beats the copy's,
-//! acknowledges at once and pushes it to every peer in the background. Everywhere
-//! the larger (timestamp, node) wins. So concurrent adds on two nodes lose one of
-//! them, and a node whose clock is behind has its acknowledged writes silently
-//! discarded — even locally. Reads are always this node's own copy.
+//! The masterless ring modes: any node accepts any write. It reads its own copy of
+//! the key, computes the whole new value (the set with the element added, the list
+//! with it appended, the register's new value), stamps it, keeps it when it survives
+//! against the versions held, acknowledges at once and pushes it to every peer in
+//! the background ([`store`] decides what survives).
 //!
-//! Data: `DATA_DIR/ring.log`, one [`VersionedWrite`] JSON line per write kept.
+//! - `lww-ring` (Cassandra-like, flawed): the stamp is the wall clock (plus
+//!   `--clock-offset-ms`) and the node name; the larger wins everywhere. Concurrent
+//!   writes to a key on two nodes lose one, and a node whose clock is behind has its
+//!   acknowledged writes silently discarded — even locally.
+//! - `vclock-ring` (Dynamo/Riak-like): the stamp is a vector clock; a write replaces
+//!   the versions it has seen, concurrent ones are kept as siblings and merged on
+//!   read (sets and lists by union, registers report every sibling and the largest).
+//!   No acknowledged add or append is lost; register writes are not linearizable.
+//!
+//! Reads are always this node's own copy.
 
-use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+mod store;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,144 +33,23 @@ use crate::proto::{
     Response, RoleInfo, RoleKind, VersionedWrite, WriteAck,
 };
 use crate::server::{stopped, Handler, Reply};
-use crate::store::{FsyncPolicy, StoreError};
+
+use self::store::{Policy, RingStore};
 
 /// Most writes pushed in one gossip message.
 const MAX_BATCH: usize = 500;
-
-struct Ring {
-    path: PathBuf,
-    file: File,
-    _lock: File,
-    fsync: FsyncPolicy,
-    /// The winning write per key.
-    objects: BTreeMap<String, VersionedWrite>,
-    /// The writes this node accepted, in order, and per peer how many were pushed.
-    own: Vec<VersionedWrite>,
-    pushed: BTreeMap<String, usize>,
-}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn newer(a: &VersionedWrite, b: &VersionedWrite) -> bool {
-    (a.ts_ms, &a.origin) > (b.ts_ms, &b.origin)
-}
-
-impl Ring {
-    fn open(cfg: &Config) -> Result<(Ring, usize, usize), StoreError> {
-        let dir = &cfg.data_dir;
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let lock_path = dir.join("zoo.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        // SAFETY: flock on a file descriptor we own; no memory is shared.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(StoreError::Locked {
-                dir: dir.clone(),
-                lock: lock_path,
-            });
-        }
-        let path = dir.join("ring.log");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io_err(&path))?;
-        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let torn = bytes.len() - complete;
-        let mut ring = Ring {
-            path: path.clone(),
-            file,
-            _lock: lock,
-            fsync: cfg.fsync,
-            objects: BTreeMap::new(),
-            own: Vec::new(),
-            pushed: BTreeMap::new(),
-        };
-        let mut records = 0;
-        for (i, line) in bytes[..complete].split(|&b| b == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let w: VersionedWrite =
-                serde_json::from_slice(line).map_err(|e| StoreError::Corrupt {
-                    path: path.clone(),
-                    line: i + 1,
-                    detail: e.to_string(),
-                })?;
-            if w.origin == cfg.node {
-                ring.own.push(w.clone());
-            }
-            ring.keep(w);
-            records += 1;
-        }
-        if torn > 0 {
-            ring.file
-                .set_len(complete as u64)
-                .map_err(io_err(&ring.path))?;
-        }
-        Ok((ring, records, torn))
-    }
-
-    /// Keeps `w` in memory when it beats the current version; returns whether it did.
-    fn keep(&mut self, w: VersionedWrite) -> bool {
-        match self.objects.get(&w.key) {
-            Some(cur) if !newer(&w, cur) => false,
-            _ => {
-                self.objects.insert(w.key.clone(), w);
-                true
-            }
-        }
-    }
-
-    /// Persists and keeps `w` if it wins; returns whether it did.
-    fn offer(&mut self, w: VersionedWrite) -> Result<bool, StoreError> {
-        if self.objects.get(&w.key).is_some_and(|cur| !newer(&w, cur)) {
-            return Ok(false);
-        }
-        let mut line = serde_json::to_vec(&w).map_err(|e| StoreError::Io {
-            path: self.path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        line.push(b'\n');
-        self.file.write_all(&line).map_err(io_err(&self.path))?;
-        if self.fsync == FsyncPolicy::Always {
-            self.file.sync_data().map_err(io_err(&self.path))?;
-        }
-        Ok(self.keep(w))
-    }
-
-    fn values(&self, key: &str, kind: ObjectKind) -> Result<Vec<Element>, String> {
-        match self.objects.get(key) {
-            None => Ok(Vec::new()),
-            Some(w) if w.kind == kind => Ok(w.values.clone()),
-            Some(w) => Err(format!("key `{key}` holds a {:?}, not a {kind:?}", w.kind)),
-        }
-    }
-}
-
-/// One node of `lww-ring`.
-pub struct LwwRing {
+/// One node of a ring mode.
+pub struct RingNode {
+    policy: Policy,
     cfg: Arc<Config>,
     log: Arc<EventLog>,
     peers: PeerPool,
-    ring: Mutex<Ring>,
+    ring: Mutex<RingStore>,
     kick: watch::Sender<u64>,
     stopping: AtomicBool,
 }
@@ -177,20 +58,22 @@ fn error(code: ErrorCode, message: String) -> Response {
     Response::Error(ErrorReply::not_applied(code, message))
 }
 
-impl Mode for LwwRing {
-    fn open(cfg: Arc<Config>, log: Arc<EventLog>) -> anyhow::Result<Arc<Self>> {
-        let (ring, records, torn) = Ring::open(&cfg)?;
+impl RingNode {
+    fn open(policy: Policy, cfg: Arc<Config>, log: Arc<EventLog>) -> anyhow::Result<Arc<Self>> {
+        let (ring, records, torn) = RingStore::open(&cfg, policy)?;
         log_event!(
             log,
             "start",
-            "mode=lww-ring data_dir={} records={records} torn_bytes={torn} keys={} own_writes={} clock_offset_ms={}",
+            "mode={} data_dir={} records={records} torn_bytes={torn} keys={} own_writes={} clock_offset_ms={}",
+            policy_name(policy),
             cfg.data_dir.display(),
-            ring.objects.len(),
+            ring.keys(),
             ring.own.len(),
             cfg.clock_offset_ms
         );
         let (kick, _) = watch::channel(0);
-        Ok(Arc::new(LwwRing {
+        Ok(Arc::new(RingNode {
+            policy,
             peers: PeerPool::new(cfg.peers(), cfg.peer_timeout),
             cfg,
             log,
@@ -200,23 +83,21 @@ impl Mode for LwwRing {
         }))
     }
 
-    fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
+    pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
         for peer in self.peers.names() {
             tokio::spawn(self.clone().push_loop(peer.clone(), shutdown.clone()));
         }
     }
 
-    fn stop(&self) {
+    pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let ring = lock(&self.ring);
-        match ring.file.sync_data() {
-            Ok(()) => log_event!(self.log, "stop", "data synced keys={}", ring.objects.len()),
+        match ring.sync() {
+            Ok(()) => log_event!(self.log, "stop", "data synced keys={}", ring.keys()),
             Err(e) => log_event!(self.log, "stop", "final fsync failed: {e}"),
         }
     }
-}
 
-impl LwwRing {
     /// This node's wall clock plus `--clock-offset-ms`, in ms since the Unix epoch.
     fn now_ms(&self) -> u64 {
         let real = SystemTime::now()
@@ -256,10 +137,11 @@ impl LwwRing {
                 )
             }
         };
-        let mut values = match ring.values(key, kind) {
-            Ok(v) => v,
+        let current = match ring.current(key, kind) {
+            Ok(c) => c,
             Err(e) => return error(ErrorCode::WrongType, e),
         };
+        let mut values = current.values;
         match request {
             Request::Add { value, .. } => {
                 if let Err(pos) = values.binary_search(value) {
@@ -269,7 +151,7 @@ impl LwwRing {
             Request::Append { value, .. } => values.push(*value),
             Request::Write { value, .. } => values = vec![*value],
             Request::Cas { from, to, .. } => {
-                if values.first() != Some(from) {
+                if values.first() != Some(from) || !current.siblings.is_empty() {
                     return error(
                         ErrorCode::CasMismatch,
                         format!("cas on `{key}`: expected {from}, found {values:?}"),
@@ -285,12 +167,20 @@ impl LwwRing {
             values,
             ts_ms: self.now_ms(),
             origin: self.cfg.node.clone(),
+            vclock: match self.policy {
+                Policy::LastWriteWins => Default::default(),
+                Policy::VectorClock => {
+                    let mut c = current.clock;
+                    *c.entry(self.cfg.node.clone()).or_insert(0) += 1;
+                    c
+                }
+            },
         };
         match ring.offer(w.clone()) {
             Ok(kept) => {
                 if !kept {
-                    // The copy carries a later stamp (another node's clock is ahead):
-                    // last-write-wins drops this write although it is acknowledged.
+                    // lww: the copy carries a later stamp (another node's clock is
+                    // ahead), so this write is dropped although it is acknowledged.
                     log_event!(
                         self.log,
                         "lww-discard",
@@ -344,15 +234,16 @@ impl LwwRing {
         };
         let result = match request {
             Request::Read { key, .. } => ring
-                .values(key, ObjectKind::Set)
-                .map(|v| Response::Values(reply(key, v))),
+                .current(key, ObjectKind::Set)
+                .map(|c| Response::Values(reply(key, c.values))),
             Request::ReadList { key, .. } => ring
-                .values(key, ObjectKind::List)
-                .map(|v| Response::List(reply(key, v))),
-            Request::Get { key, .. } => ring.values(key, ObjectKind::Register).map(|v| {
+                .current(key, ObjectKind::List)
+                .map(|c| Response::List(reply(key, c.values))),
+            Request::Get { key, .. } => ring.current(key, ObjectKind::Register).map(|c| {
                 Response::Register(RegisterReply {
                     key: key.clone(),
-                    value: v.first().copied(),
+                    value: c.values.first().copied(),
+                    siblings: c.siblings,
                     node: node.clone(),
                     role: RoleKind::Master,
                     epoch: 0,
@@ -454,7 +345,7 @@ impl LwwRing {
     }
 }
 
-impl Handler for LwwRing {
+impl Handler for RingNode {
     async fn handle(&self, request: Request) -> Reply {
         let sender = request.peer_sender().map(str::to_string);
         if let Some(from) = &sender {
@@ -488,8 +379,55 @@ impl Handler for LwwRing {
             Request::DebugBlockPeers { peers } => self.debug_block(&peers),
             other => error(
                 ErrorCode::Unsupported,
-                format!("mode lww-ring does not serve {}", other.op_name()),
+                format!(
+                    "mode {} does not serve {}",
+                    policy_name(self.policy),
+                    other.op_name()
+                ),
             ),
         })
     }
 }
+
+fn policy_name(policy: Policy) -> &'static str {
+    match policy {
+        Policy::LastWriteWins => "lww-ring",
+        Policy::VectorClock => "vclock-ring",
+    }
+}
+
+macro_rules! ring_mode {
+    ($name:ident, $policy:expr, $doc:literal) => {
+        #[doc = $doc]
+        pub struct $name(Arc<RingNode>);
+
+        impl Mode for $name {
+            fn open(cfg: Arc<Config>, log: Arc<EventLog>) -> anyhow::Result<Arc<Self>> {
+                Ok(Arc::new($name(RingNode::open($policy, cfg, log)?)))
+            }
+            fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
+                self.0.start(shutdown);
+            }
+            fn stop(&self) {
+                self.0.stop();
+            }
+        }
+
+        impl Handler for $name {
+            async fn handle(&self, request: Request) -> Reply {
+                self.0.handle(request).await
+            }
+        }
+    };
+}
+
+ring_mode!(
+    LwwRing,
+    Policy::LastWriteWins,
+    "Mode `lww-ring`: wall-clock last-write-wins."
+);
+ring_mode!(
+    VClockRing,
+    Policy::VectorClock,
+    "Mode `vclock-ring`: vector clocks, siblings merged on read."
+);
