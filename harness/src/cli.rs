@@ -37,6 +37,9 @@ pub enum Command {
     Check(crate::check::CheckArgs),
     /// The local lab: a cluster of network namespaces on this machine.
     Lab(LabArgs),
+    /// Manual faults against a running cluster: partition, packet, clock, kill, pause,
+    /// resume, restart, heal, status.
+    Fault(crate::fault::FaultArgs),
 }
 
 #[derive(Args, Debug)]
@@ -161,6 +164,7 @@ pub fn main() -> u8 {
     match cli.command {
         Command::Check(args) => crate::check::run(&args),
         Command::Lab(args) => report(lab_command(args)),
+        Command::Fault(args) => crate::fault::run(args),
         Command::Test(args) => report(test_command(*args)),
     }
 }

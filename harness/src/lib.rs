@@ -4,6 +4,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod fault;
 pub mod control;
 pub mod lab;
 pub mod log;

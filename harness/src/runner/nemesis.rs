@@ -4,11 +4,10 @@
 
 use super::stop::Stop;
 use crate::config::NemesisKind;
-use crate::control::Remote;
 use crate::store::Recorder;
 use crate::systems::{current_masters, NodeHandle, System};
 use checkers::{Op, OpType, Process};
-use nemesis::iptables::{apply_script, heal_script};
+use nemesis::iptables::apply_script;
 use nemesis::{Grudge, Topology};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -19,45 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Per-node command deadline for applying or healing a fault.
-pub const FAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::fault::exec::{on_all, FAULT_COMMAND_TIMEOUT};
 
-/// Runs `script` on every node at once; returns `node: error` lines for failures.
-pub async fn on_all(
-    nodes: &[NodeHandle],
-    script: impl Fn(&NodeHandle) -> Result<String, String>,
-) -> Vec<String> {
-    let mut set = tokio::task::JoinSet::new();
-    let mut errors = Vec::new();
-    for n in nodes {
-        let cmd = match script(n) {
-            Ok(c) => c,
-            Err(e) => {
-                errors.push(format!("{}: {e}", n.spec.name));
-                continue;
-            }
-        };
-        let n = n.clone();
-        set.spawn(async move {
-            let r = n.remote.exec_ok(&cmd, FAULT_COMMAND_TIMEOUT).await;
-            r.err().map(|e| format!("{}: {e}", n.spec.name))
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok(Some(e)) => errors.push(e),
-            Ok(None) => {}
-            Err(e) => errors.push(format!("fault task failed: {e}")),
-        }
-    }
-    errors.sort();
-    errors
-}
-
-/// Removes every rule of ours from every node. Idempotent; returns the failures.
+/// Heals every network and clock fault on every node (partition rules, packet
+/// faults, clock offsets and strobes). Idempotent; returns the failures.
 pub async fn heal_all(nodes: &[NodeHandle]) -> Vec<String> {
-    let script = heal_script();
-    on_all(nodes, |_| Ok(script.clone())).await
+    crate::fault::exec::heal_network_and_clocks(nodes).await
 }
 
 fn nemesis_op(kind: OpType, f: &str, value: Value) -> Op {

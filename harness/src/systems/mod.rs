@@ -5,8 +5,9 @@
 
 pub mod zoo;
 
-use crate::control::Target;
+use crate::control::{Remote, Target};
 use crate::nodes::NodeSpec;
+use nemesis::process::{signal_script, status_script, ProcessState, Signal};
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::sync::Arc;
@@ -91,6 +92,59 @@ pub trait System: Send + Sync + 'static {
 
     /// A client bound to `node` (connects lazily).
     fn client(&self, node: &NodeSpec) -> Self::Client;
+
+    /// The file holding the pid of the system's process on `node`; process faults
+    /// (kill, pause, resume) and `fault status` act on it.
+    fn pid_file(&self, node: &NodeSpec) -> String;
+
+    /// Starts the system again on `node` after a kill, keeping its data.
+    fn restart_node(
+        &self,
+        node: &NodeHandle,
+        all: &[NodeSpec],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// SIGKILLs the system's process on `node` and waits until it is gone.
+    fn kill_node(&self, node: &NodeHandle) -> impl Future<Output = anyhow::Result<()>> + Send {
+        signal(node, self.pid_file(&node.spec), Signal::Kill)
+    }
+
+    /// SIGSTOPs the system's process on `node`.
+    fn pause_node(&self, node: &NodeHandle) -> impl Future<Output = anyhow::Result<()>> + Send {
+        signal(node, self.pid_file(&node.spec), Signal::Stop)
+    }
+
+    /// SIGCONTs the system's process on `node`; succeeds when there is none (part of
+    /// every heal).
+    fn resume_node(&self, node: &NodeHandle) -> impl Future<Output = anyhow::Result<()>> + Send {
+        signal(node, self.pid_file(&node.spec), Signal::Cont)
+    }
+
+    /// The system's process on `node` as `/proc` shows it.
+    fn process_state(
+        &self,
+        node: &NodeHandle,
+    ) -> impl Future<Output = anyhow::Result<ProcessState>> + Send {
+        let (remote, script) = (
+            node.remote.clone(),
+            status_script(&self.pid_file(&node.spec)),
+        );
+        async move {
+            let out = remote.exec_ok(&script, FAULT_TIMEOUT).await?.stdout_str();
+            ProcessState::parse(&out).map_err(|e| anyhow::anyhow!("{}: {e}", remote.node().name))
+        }
+    }
+}
+
+/// Bound on one process-fault command.
+const FAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+async fn signal(node: &NodeHandle, pid_file: String, sig: Signal) -> anyhow::Result<()> {
+    node.remote
+        .exec_ok(&signal_script(&pid_file, sig), FAULT_TIMEOUT)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
 }
 
 /// The current masters by the highest epoch claimed: every node claiming master at

@@ -1,0 +1,299 @@
+//! Executes the nemesis crate's fault scripts on a cluster: partitions, packet
+//! faults, clock faults and their heal, in parallel on every node, collecting each
+//! node's failure as one `node: reason` line. Used by `splitbrain fault` and by the
+//! runner's nemesis schedule.
+
+use crate::control::{ExecOutput, Remote};
+use crate::systems::NodeHandle;
+use nemesis::clock::{self, ClockTarget, Offset};
+use nemesis::netem::{self, PacketFault, PacketMethod};
+use nemesis::{iptables, Grudge};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Per-node command deadline for applying or healing a fault.
+pub const FAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the script `script` gives each node (`Err`: that node's error) on all nodes
+/// at once; returns each node's output in node order.
+pub async fn on_each(
+    nodes: &[NodeHandle],
+    script: impl Fn(&NodeHandle) -> Result<String, String>,
+) -> Vec<(String, Result<ExecOutput, String>)> {
+    let mut set = tokio::task::JoinSet::new();
+    let mut out: Vec<(String, Result<ExecOutput, String>)> = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        match script(n) {
+            Ok(cmd) => {
+                let n = n.clone();
+                set.spawn(async move {
+                    let r = n.remote.exec_ok(&cmd, FAULT_COMMAND_TIMEOUT).await;
+                    (i, r.map_err(|e| e.to_string()))
+                });
+            }
+            Err(e) => out.push((n.spec.name.clone(), Err(e))),
+        }
+    }
+    let mut done: Vec<(usize, Result<ExecOutput, String>)> = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(x) => done.push(x),
+            Err(e) => out.push(("?".into(), Err(format!("fault task failed: {e}")))),
+        }
+    }
+    done.sort_by_key(|(i, _)| *i);
+    out.extend(
+        done.into_iter()
+            .map(|(i, r)| (nodes[i].spec.name.clone(), r)),
+    );
+    out
+}
+
+/// Like [`on_each`], keeping only the failures as `node: reason` lines (sorted).
+pub async fn on_all(
+    nodes: &[NodeHandle],
+    script: impl Fn(&NodeHandle) -> Result<String, String>,
+) -> Vec<String> {
+    let mut errors: Vec<String> = on_each(nodes, script)
+        .await
+        .into_iter()
+        .filter_map(|(n, r)| r.err().map(|e| prefixed(&n, &e)))
+        .collect();
+    errors.sort();
+    errors
+}
+
+/// `node: reason`, without doubling a prefix the control layer already wrote.
+fn prefixed(node: &str, e: &str) -> String {
+    if e.starts_with(node) {
+        e.to_string()
+    } else {
+        format!("{node}: {e}")
+    }
+}
+
+/// Node name to the address peers use to reach it.
+pub fn addresses(nodes: &[NodeHandle]) -> BTreeMap<String, String> {
+    nodes
+        .iter()
+        .map(|n| (n.spec.name.clone(), n.spec.host.clone()))
+        .collect()
+}
+
+pub fn names(nodes: &[NodeHandle]) -> Vec<String> {
+    nodes.iter().map(|n| n.spec.name.clone()).collect()
+}
+
+/// Applies `grudge` on every node (replacing any earlier partition).
+pub async fn partition(nodes: &[NodeHandle], grudge: &Grudge) -> Vec<String> {
+    let addrs = addresses(nodes);
+    on_all(nodes, |n| {
+        iptables::apply_script(&n.spec.name, grudge, &addrs)
+    })
+    .await
+}
+
+/// Seconds since the epoch on the controller.
+pub fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// One node's heal of every network and clock fault of ours: partition rules,
+/// packet faults, clock offset and strobe (lab), and on a real node whose clock we
+/// set: the controller's time and time sync restarted. Idempotent, needs no memory
+/// of what was done, so it works after the controller crashed.
+pub fn heal_node_script(n: &NodeHandle) -> String {
+    let w = &n.spec.workdir;
+    format!(
+        "{}\n{}\n{}\nif [ -f {st} ]; then {}; fi\n",
+        iptables::heal_script(),
+        netem::heal_script(),
+        clock::lab_reset_script(&clock::lab_offset_file(w), &clock::strobe_pid_file(w)),
+        clock::real_reset_script(now_epoch()),
+        st = clock::SYNC_STATE
+    )
+}
+
+/// Heals every network and clock fault on every node; returns the failures.
+pub async fn heal_network_and_clocks(nodes: &[NodeHandle]) -> Vec<String> {
+    on_all(nodes, |n| Ok(heal_node_script(n))).await
+}
+
+/// Which packet-fault method each node supports.
+pub async fn detect_packet_methods(
+    nodes: &[NodeHandle],
+) -> Vec<(String, Result<PacketMethod, String>)> {
+    on_each(nodes, |_| Ok(netem::detect_script()))
+        .await
+        .into_iter()
+        .map(|(n, r)| (n, r.map(|o| netem::parse_detect(&o.stdout_str()))))
+        .collect()
+}
+
+/// Applies `fault` on each of `targets` to its packets toward every other node;
+/// returns what each target used, or the failures.
+pub async fn packet(
+    nodes: &[NodeHandle],
+    targets: &[String],
+    fault: &PacketFault,
+) -> Result<Vec<(String, PacketMethod)>, Vec<String>> {
+    let chosen = pick(nodes, targets);
+    let mut methods = Vec::new();
+    let mut errors = Vec::new();
+    for (n, r) in detect_packet_methods(&chosen).await {
+        match r {
+            Ok(m) => methods.push((n, m)),
+            Err(e) => errors.push(prefixed(&n, &format!("probing for netem: {e}"))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let method_of: BTreeMap<String, PacketMethod> = methods.iter().cloned().collect();
+    let errors = on_all(&chosen, |n| {
+        let peers: Vec<String> = nodes
+            .iter()
+            .filter(|p| p.spec.name != n.spec.name)
+            .map(|p| p.spec.host.clone())
+            .collect();
+        let m = method_of
+            .get(&n.spec.name)
+            .ok_or_else(|| "no packet method detected".to_string())?;
+        netem::apply_script(m, fault, &peers)
+    })
+    .await;
+    if errors.is_empty() {
+        Ok(methods)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Where clock faults act on node `n`.
+pub fn clock_target(n: &NodeHandle, lab: bool) -> ClockTarget {
+    if lab {
+        ClockTarget::Lab {
+            offset_file: clock::lab_offset_file(&n.spec.workdir),
+        }
+    } else {
+        ClockTarget::Real
+    }
+}
+
+/// The handles of the nodes named in `targets`.
+pub fn pick(nodes: &[NodeHandle], targets: &[String]) -> Vec<NodeHandle> {
+    nodes
+        .iter()
+        .filter(|n| targets.contains(&n.spec.name))
+        .cloned()
+        .collect()
+}
+
+/// Bumps the clocks of `targets` by `offset`.
+pub async fn clock_bump(
+    nodes: &[NodeHandle],
+    targets: &[String],
+    offset: Offset,
+    lab: bool,
+) -> Vec<String> {
+    on_all(&pick(nodes, targets), |n| {
+        Ok(match clock_target(n, lab) {
+            ClockTarget::Lab { offset_file } => clock::lab_bump_script(&offset_file, offset),
+            ClockTarget::Real => clock::real_bump_script(offset),
+        })
+    })
+    .await
+}
+
+/// Starts a strobe between offsets `a` and `b` on `targets`.
+pub async fn clock_strobe(
+    nodes: &[NodeHandle],
+    targets: &[String],
+    (a, b): (Offset, Offset),
+    period: Duration,
+    duration: Duration,
+    lab: bool,
+) -> Vec<String> {
+    on_all(&pick(nodes, targets), |n| {
+        let pid = clock::strobe_pid_file(&n.spec.workdir);
+        Ok(format!(
+            "{}; {}",
+            clock::stop_strobe_script(&pid),
+            clock::strobe_script(
+                &clock_target(n, lab),
+                a,
+                b,
+                period.as_millis() as u64,
+                duration.as_secs().max(1),
+                &pid,
+            )
+        ))
+    })
+    .await
+}
+
+/// Resets the clocks of `targets` (and stops any strobe).
+pub async fn clock_reset(nodes: &[NodeHandle], targets: &[String], lab: bool) -> Vec<String> {
+    on_all(&pick(nodes, targets), |n| {
+        let w = &n.spec.workdir;
+        let pid = clock::strobe_pid_file(w);
+        Ok(match clock_target(n, lab) {
+            ClockTarget::Lab { offset_file } => clock::lab_reset_script(&offset_file, &pid),
+            ClockTarget::Real => format!(
+                "{}; {}",
+                clock::stop_strobe_script(&pid),
+                clock::real_reset_script(now_epoch())
+            ),
+        })
+    })
+    .await
+}
+
+/// One node's clock offset from the controller, as the system's processes see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClockReading {
+    pub node: String,
+    /// Seconds ahead of the controller (negative: behind).
+    pub offset_s: f64,
+    /// Half the round trip: the reading is within this of the truth.
+    pub uncertainty_s: f64,
+}
+
+/// Reads every node's clock; failures as `node: reason` lines.
+pub async fn clock_offsets(nodes: &[NodeHandle], lab: bool) -> (Vec<ClockReading>, Vec<String>) {
+    let mut set = tokio::task::JoinSet::new();
+    for n in nodes {
+        let (n, script) = (n.clone(), clock::read_clock_script(&clock_target(n, lab)));
+        set.spawn(async move {
+            let sent = now_epoch();
+            let r = n.remote.exec_ok(&script, FAULT_COMMAND_TIMEOUT).await;
+            let received = now_epoch();
+            let name = n.spec.name.clone();
+            let out = r.map_err(|e| e.to_string())?.stdout_str();
+            let node_epoch: f64 = out
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name}: unexpected clock reading {:?}", out.trim()))?;
+            let (offset_s, uncertainty_s) = clock::offset_from(node_epoch, sent, received);
+            Ok::<_, String>(ClockReading {
+                node: name,
+                offset_s,
+                uncertainty_s,
+            })
+        });
+    }
+    let (mut ok, mut errors) = (Vec::new(), Vec::new());
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(c)) => ok.push(c),
+            Ok(Err(e)) => errors.push(e),
+            Err(e) => errors.push(format!("clock task failed: {e}")),
+        }
+    }
+    ok.sort_by(|a: &ClockReading, b| a.node.cmp(&b.node));
+    errors.sort();
+    (ok, errors)
+}

@@ -1,0 +1,466 @@
+//! `splitbrain fault`: manual fault experiments against a running cluster, outside
+//! any test — partition (every topology, or a grudge file), packet faults, clock
+//! bump/strobe/reset, kill/pause/resume/restart of the system's processes, `heal`
+//! (everything, idempotent, needs no memory of earlier commands) and `status` (the
+//! real state read back from every node). Nodes: the lab unless `--nodes` or
+//! `--nodes-file` is given. [`exec`] holds the execution shared with the runner.
+
+pub mod exec;
+pub mod status;
+
+use crate::config;
+use crate::control::{Session, SshOptions, StrictHostKeyChecking, Target};
+use crate::lab;
+use crate::nodes::{self, NodeSpec};
+use crate::systems::zoo::Zoo;
+use crate::systems::{current_masters, NodeHandle, System};
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use nemesis::clock::Offset;
+use nemesis::netem::PacketFault;
+use nemesis::{Grudge, Targets, Topology};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct FaultArgs {
+    #[command(subcommand)]
+    pub action: FaultAction,
+    /// Comma-separated nodes (`host[:port]`); default: the local lab.
+    #[arg(long, global = true, conflicts_with = "nodes_file")]
+    pub nodes: Option<String>,
+    /// File with one node a line: `NAME HOST[:PORT] [workdir=DIR] [user=USER]`.
+    #[arg(long, global = true)]
+    pub nodes_file: Option<PathBuf>,
+    /// SSH login user (a node's own `user=` wins).
+    #[arg(long, global = true, default_value = "root")]
+    pub username: String,
+    /// SSH private key; default: the lab's key, or ~/.ssh/id_* and the ssh-agent.
+    #[arg(long, global = true)]
+    pub ssh_private_key: Option<PathBuf>,
+    /// known_hosts to check node keys against; default: the lab's, or ~/.ssh/known_hosts.
+    #[arg(long, global = true)]
+    pub known_hosts: Option<PathBuf>,
+    /// yes (default), accept-new or no.
+    #[arg(long, global = true, default_value = "yes", value_parser = |s: &str| s.parse::<StrictHostKeyChecking>())]
+    pub strict_host_key_checking: StrictHostKeyChecking,
+    /// The lab's state directory (when no nodes are given).
+    #[arg(long, global = true, default_value = lab::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Zoo mode of the running cluster (for restart and primaries).
+    #[arg(long, global = true, default_value = "async-failover")]
+    pub zoo_mode: String,
+    /// Seed for random choices (random halves, ring order, `one`...).
+    #[arg(long, global = true)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FaultAction {
+    /// Cut the network: isolate [NODE], split N1,N2, halves, random-halves,
+    /// majority-minority, majorities-ring, bridge [NODE], primaries; or --grudge FILE.
+    Partition {
+        /// Topology name.
+        #[arg(required_unless_present = "grudge")]
+        topology: Option<String>,
+        /// Its argument (a node for isolate/bridge, a side for split).
+        arg: Option<String>,
+        /// A custom grudge as JSON (`{"n1": ["n2"]}`) or TOML (`n1 = ["n2"]`).
+        #[arg(long, conflicts_with = "topology")]
+        grudge: Option<PathBuf>,
+    },
+    /// Packet faults from TARGETS toward every other node, e.g. `loss=10%,delay=50ms`.
+    #[command(alias = "netem")]
+    Packet { targets: String, spec: String },
+    /// Clock faults.
+    Clock {
+        #[command(subcommand)]
+        action: ClockAction,
+    },
+    /// SIGKILL the system's process on TARGETS (names, one, minority, majority, primaries, all).
+    Kill { targets: String },
+    /// SIGSTOP the system's process on TARGETS.
+    Pause { targets: String },
+    /// SIGCONT the system's process on TARGETS.
+    Resume { targets: String },
+    /// Start the system again on TARGETS after a kill (data kept).
+    Restart { targets: String },
+    /// Undo every fault on every node: rules, qdiscs, clocks, paused processes.
+    Heal,
+    /// Read the real state back from every node.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClockAction {
+    /// Move the clocks of TARGETS by OFFSET (e.g. +5s, -250ms).
+    Bump {
+        targets: String,
+        #[arg(allow_hyphen_values = true)]
+        offset: String,
+    },
+    /// Flip the clocks of TARGETS between offsets A and B every --period for --duration.
+    Strobe {
+        targets: String,
+        #[arg(allow_hyphen_values = true)]
+        a: String,
+        #[arg(allow_hyphen_values = true)]
+        b: String,
+        #[arg(long, default_value = "10ms", value_parser = config::parse_duration)]
+        period: Duration,
+        #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
+        duration: Duration,
+    },
+    /// Reset the clocks of TARGETS (default all) to the controller's time.
+    Reset {
+        #[arg(default_value = "all")]
+        targets: String,
+    },
+}
+
+/// A connected cluster for fault commands.
+pub struct FaultCtx {
+    pub nodes: Vec<NodeHandle>,
+    pub system: Zoo,
+    pub lab: bool,
+}
+
+/// Runs `splitbrain fault ...`; the exit code (0 done, 3 with one line on stderr).
+pub fn run(args: FaultArgs) -> u8 {
+    let r = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+        .and_then(|rt| rt.block_on(run_async(args)));
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("splitbrain: fault: {}", format!("{e:#}").replace('\n', " "));
+            crate::cli::EXIT_HARNESS
+        }
+    }
+}
+
+fn resolve_nodes(args: &FaultArgs, ssh: &mut SshOptions) -> anyhow::Result<(Vec<NodeSpec>, bool)> {
+    if let Some(list) = &args.nodes {
+        return Ok((nodes::parse_nodes_flag(list)?, false));
+    }
+    if let Some(file) = &args.nodes_file {
+        return Ok((nodes::read_nodes_file(file)?, false));
+    }
+    let file = args.state_dir.join("nodes");
+    if !file.is_file() {
+        bail!(
+            "no --nodes given and no lab at {} (no nodes file): run `splitbrain lab up` or pass --nodes",
+            args.state_dir.display()
+        );
+    }
+    if args.ssh_private_key.is_none() {
+        ssh.private_key = Some(args.state_dir.join("id_ed25519"));
+        ssh.use_agent = false;
+    }
+    if args.known_hosts.is_none() {
+        ssh.known_hosts = args.state_dir.join("known_hosts");
+    }
+    Ok((nodes::read_nodes_file(&file)?, true))
+}
+
+/// Connects to every node named by `args` (the lab by default).
+pub async fn connect(args: &FaultArgs) -> anyhow::Result<FaultCtx> {
+    let mut ssh = SshOptions {
+        username: args.username.clone(),
+        private_key: args.ssh_private_key.clone(),
+        strict_host_key_checking: args.strict_host_key_checking,
+        password: std::env::var("SPLITBRAIN_SSH_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
+        ..SshOptions::default()
+    };
+    if let Some(k) = &args.known_hosts {
+        ssh.known_hosts = k.clone();
+    }
+    let (specs, lab) = resolve_nodes(args, &mut ssh)?;
+    let mut set = tokio::task::JoinSet::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let (spec, ssh) = (spec.clone(), ssh.clone());
+        set.spawn(async move { (i, Session::connect(&spec, &ssh).await.map(|s| (spec, s))) });
+    }
+    let mut handles: Vec<Option<NodeHandle>> = vec![None; specs.len()];
+    let mut errors = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((i, Ok((spec, s)))) => {
+                handles[i] = Some(NodeHandle {
+                    spec,
+                    remote: Arc::new(Target::Ssh(Arc::new(s))),
+                })
+            }
+            Ok((_, Err(e))) => errors.push(e.to_string()),
+            Err(e) => errors.push(format!("connect task failed: {e}")),
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort();
+        bail!("{}", errors.join("; "));
+    }
+    if !crate::systems::zoo::MODES.contains(&args.zoo_mode.as_str()) {
+        bail!(
+            "unknown zoo mode {:?} (known: {})",
+            args.zoo_mode,
+            crate::systems::zoo::MODES.join(", ")
+        );
+    }
+    let system = Zoo {
+        mode: args.zoo_mode.clone(),
+        // Never uploaded by fault commands: restart uses the binary already on the node.
+        binary: PathBuf::new(),
+        connect_timeout: Duration::from_secs(2),
+        faketime: lab,
+    };
+    Ok(FaultCtx {
+        nodes: handles.into_iter().flatten().collect(),
+        system,
+        lab,
+    })
+}
+
+fn fail_on(what: &str, errors: Vec<String>) -> anyhow::Result<()> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        bail!(
+            "{what} failed on {} node(s): {}",
+            errors.len(),
+            errors.join("; ")
+        )
+    }
+}
+
+impl FaultCtx {
+    pub fn specs(&self) -> Vec<NodeSpec> {
+        self.nodes.iter().map(|n| n.spec.clone()).collect()
+    }
+
+    /// The current masters as the system reports them.
+    pub async fn primaries(&self) -> Vec<String> {
+        current_masters(
+            &self
+                .system
+                .roles(&self.specs(), Duration::from_secs(2))
+                .await,
+        )
+    }
+
+    async fn targets(&self, text: &str, rng: &mut ChaCha8Rng) -> anyhow::Result<Vec<String>> {
+        let t = Targets::parse(text)?;
+        let primaries = if t == Targets::Primaries {
+            self.primaries().await
+        } else {
+            Vec::new()
+        };
+        Ok(t.resolve(&exec::names(&self.nodes), &primaries, rng)?)
+    }
+
+    /// Lab clock faults reach only processes started under libfaketime: refuse
+    /// (naming the node) when the system's process on a target is not.
+    async fn check_faketime(&self, targets: &[String]) -> anyhow::Result<()> {
+        if !self.lab {
+            return Ok(());
+        }
+        for n in exec::pick(&self.nodes, targets) {
+            match self.system.process_state(&n).await? {
+                nemesis::process::ProcessState::Alive { faketime_file: Some(_), .. } => {}
+                nemesis::process::ProcessState::Alive { pid, .. } => bail!(
+                    "{}: the system's process (pid {pid}) was not started under libfaketime, so a lab clock fault cannot reach it: start the test with a clock nemesis (--nemesis clock)",
+                    n.spec.name
+                ),
+                other => bail!("{}: no system process to skew ({other})", n.spec.name),
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run_async(args: FaultArgs) -> anyhow::Result<()> {
+    let seed = args.seed.unwrap_or_else(|| exec::now_epoch().to_bits());
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // Parse what needs no connection first, so bad input fails fast.
+    let grudge_text = match &args.action {
+        FaultAction::Partition {
+            grudge: Some(p), ..
+        } => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading grudge file {}", p.display()))?,
+        ),
+        _ => None,
+    };
+    let ctx = connect(&args).await?;
+    let names = exec::names(&ctx.nodes);
+    match args.action {
+        FaultAction::Partition {
+            topology,
+            arg,
+            grudge,
+        } => {
+            let topo = match (&grudge_text, &grudge) {
+                (Some(text), Some(path)) => Topology::Custom {
+                    grudge: Grudge::parse(text, &path.display().to_string(), &names)?,
+                },
+                _ => Topology::parse(topology.as_deref().unwrap_or(""), arg.as_deref())?,
+            };
+            let primaries = if topo == Topology::Primaries {
+                ctx.primaries().await
+            } else {
+                Vec::new()
+            };
+            let plan = topo.plan(&names, &primaries, &mut rng)?;
+            fail_on("partition", exec::partition(&ctx.nodes, &plan.grudge).await)?;
+            println!("partitioned: {}", plan.description);
+            println!("grudge: {}", serde_json::to_string(&plan.grudge)?);
+        }
+        FaultAction::Packet { targets, spec } => {
+            let fault = PacketFault::parse(&spec).map_err(anyhow::Error::msg)?;
+            let t = ctx.targets(&targets, &mut rng).await?;
+            match exec::packet(&ctx.nodes, &t, &fault).await {
+                Ok(methods) => {
+                    for (n, m) in methods {
+                        match m {
+                            nemesis::netem::PacketMethod::Netem => {
+                                println!("{n}: {fault} with tc netem")
+                            }
+                            nemesis::netem::PacketMethod::IptablesLoss { why } => {
+                                println!("{n}: {fault} with iptables statistic (no netem: {why})")
+                            }
+                        }
+                    }
+                }
+                Err(e) => fail_on("packet fault", e)?,
+            }
+        }
+        FaultAction::Clock { action } => clock(&ctx, action, &mut rng).await?,
+        FaultAction::Kill { targets } => process(&ctx, &targets, Proc::Kill, &mut rng).await?,
+        FaultAction::Pause { targets } => process(&ctx, &targets, Proc::Pause, &mut rng).await?,
+        FaultAction::Resume { targets } => process(&ctx, &targets, Proc::Resume, &mut rng).await?,
+        FaultAction::Restart { targets } => {
+            process(&ctx, &targets, Proc::Restart, &mut rng).await?
+        }
+        FaultAction::Heal => {
+            let mut errors = exec::heal_network_and_clocks(&ctx.nodes).await;
+            for n in &ctx.nodes {
+                if let Err(e) = ctx.system.resume_node(n).await {
+                    errors.push(format!("{e:#}"));
+                }
+            }
+            fail_on("heal", errors)?;
+            println!(
+                "healed {} nodes: partition rules, packet faults, clocks, paused processes",
+                ctx.nodes.len()
+            );
+        }
+        FaultAction::Status { json } => {
+            let rows = status::read(&ctx.system, &ctx.nodes, ctx.lab).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", status::render(&rows));
+            }
+        }
+    }
+    for n in &ctx.nodes {
+        if let Target::Ssh(s) = n.remote.as_ref() {
+            s.close().await;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Proc {
+    Kill,
+    Pause,
+    Resume,
+    Restart,
+}
+
+async fn process(
+    ctx: &FaultCtx,
+    targets: &str,
+    what: Proc,
+    rng: &mut ChaCha8Rng,
+) -> anyhow::Result<()> {
+    let t = ctx.targets(targets, rng).await?;
+    let all = ctx.specs();
+    let mut errors = Vec::new();
+    for n in exec::pick(&ctx.nodes, &t) {
+        let r = match what {
+            Proc::Kill => ctx.system.kill_node(&n).await,
+            Proc::Pause => ctx.system.pause_node(&n).await,
+            Proc::Resume => ctx.system.resume_node(&n).await,
+            Proc::Restart => ctx.system.restart_node(&n, &all).await,
+        };
+        if let Err(e) = r {
+            errors.push(format!("{e:#}"));
+        }
+    }
+    let verb = match what {
+        Proc::Kill => "killed",
+        Proc::Pause => "paused",
+        Proc::Resume => "resumed",
+        Proc::Restart => "restarted",
+    };
+    fail_on(verb, errors)?;
+    println!("{verb}: {}", t.join(","));
+    Ok(())
+}
+
+async fn clock(ctx: &FaultCtx, action: ClockAction, rng: &mut ChaCha8Rng) -> anyhow::Result<()> {
+    match action {
+        ClockAction::Bump { targets, offset } => {
+            let off = Offset::parse(&offset).map_err(anyhow::Error::msg)?;
+            let t = ctx.targets(&targets, rng).await?;
+            ctx.check_faketime(&t).await?;
+            fail_on(
+                "clock bump",
+                exec::clock_bump(&ctx.nodes, &t, off, ctx.lab).await,
+            )?;
+            println!("clock bumped by {off}: {}", t.join(","));
+        }
+        ClockAction::Strobe {
+            targets,
+            a,
+            b,
+            period,
+            duration,
+        } => {
+            let a = Offset::parse(&a).map_err(anyhow::Error::msg)?;
+            let b = Offset::parse(&b).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(!period.is_zero(), "invalid --period: must be more than 0");
+            let t = ctx.targets(&targets, rng).await?;
+            ctx.check_faketime(&t).await?;
+            fail_on(
+                "clock strobe",
+                exec::clock_strobe(&ctx.nodes, &t, (a, b), period, duration, ctx.lab).await,
+            )?;
+            println!(
+                "clock strobing between {a} and {b} every {period:?} for {duration:?}: {}",
+                t.join(",")
+            );
+        }
+        ClockAction::Reset { targets } => {
+            let t = ctx.targets(&targets, rng).await?;
+            fail_on(
+                "clock reset",
+                exec::clock_reset(&ctx.nodes, &t, ctx.lab).await,
+            )?;
+            println!("clock reset: {}", t.join(","));
+        }
+    }
+    Ok(())
+}
