@@ -4,8 +4,8 @@
 pub mod check;
 pub mod cli;
 pub mod config;
-pub mod fault;
 pub mod control;
+pub mod fault;
 pub mod lab;
 pub mod log;
 pub mod nodes;
