@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn timestamps_are_utc_civil_dates() {
         let t = UNIX_EPOCH + std::time::Duration::from_secs(1_795_350_896);
-        assert_eq!(timestamp(t), "20261122T093456");
+        assert_eq!(timestamp(t), "20261122T123456");
         assert_eq!(timestamp(UNIX_EPOCH), "19700101T000000");
         let leap = UNIX_EPOCH + std::time::Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(timestamp(leap), "20000229T000000");
