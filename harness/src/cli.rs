@@ -100,7 +100,8 @@ pub struct TestArgs {
     /// Workload.
     #[arg(long, default_value = "set", value_parser = |s: &str| s.parse::<WorkloadKind>())]
     pub workload: WorkloadKind,
-    /// Nemesis: partition (isolate the current master, heal, repeat) or none.
+    /// Nemesis: partition (isolate the current master, heal, repeat), none, or a
+    /// seeded schedule of faults drawn from a list: partition,clock,kill,pause,packet.
     #[arg(long, default_value = "partition", value_parser = config::parse_nemesis)]
     pub nemesis: NemesisKind,
     /// How long each fault lasts; faults are half of this apart.
@@ -272,11 +273,7 @@ fn test_command(args: TestArgs) -> anyhow::Result<u8> {
     if args.time_limit.is_zero() {
         bail!("invalid --time-limit: must be more than 0");
     }
-    let nemesis_name = config::NemesisKind::ALL
-        .iter()
-        .find(|(_, k)| *k == args.nemesis)
-        .map(|(n, _)| *n)
-        .unwrap_or("none");
+    let nemesis_name = args.nemesis.name().replace(',', "_");
     let name = args
         .name
         .clone()
@@ -310,10 +307,12 @@ fn test_command(args: TestArgs) -> anyhow::Result<u8> {
         );
     }
     let (nodes, is_lab) = resolve_nodes(&args, &mut ssh)?;
-    let zoo = Zoo::new(
+    let mut zoo = Zoo::new(
         &args.zoo_mode,
         args.zoo_binary.clone().unwrap_or_else(default_zoo_binary),
     )?;
+    // Lab nodes share one clock: clock faults reach the zoo through libfaketime.
+    zoo.faketime = is_lab && args.nemesis.includes(config::FaultKind::Clock);
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -74,14 +74,78 @@ pub fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error>
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// One kind of fault a nemesis schedule can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// A partition with a seeded topology (primaries, isolate, halves,
+    /// majority-minority, majorities-ring, bridge).
+    Partition,
+    /// Clock bump or strobe on some nodes (lab: libfaketime).
+    Clock,
+    /// SIGKILL the system on some nodes, then restart it.
+    Kill,
+    /// SIGSTOP the system on some nodes, then SIGCONT.
+    Pause,
+    /// Packet loss (and delay, where netem exists) toward peers.
+    Packet,
+}
+
+impl FaultKind {
+    pub const ALL: [(&'static str, FaultKind); 5] = [
+        ("partition", FaultKind::Partition),
+        ("clock", FaultKind::Clock),
+        ("kill", FaultKind::Kill),
+        ("pause", FaultKind::Pause),
+        ("packet", FaultKind::Packet),
+    ];
+
+    pub fn name(self) -> &'static str {
+        FaultKind::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+}
+
+/// A set of [`FaultKind`]s (a bit each), in [`FaultKind::ALL`] order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FaultSet(u8);
+
+impl FaultSet {
+    fn bit(k: FaultKind) -> u8 {
+        1 << FaultKind::ALL
+            .iter()
+            .position(|(_, x)| *x == k)
+            .unwrap_or(0)
+    }
+
+    pub fn insert(&mut self, k: FaultKind) {
+        self.0 |= FaultSet::bit(k);
+    }
+
+    pub fn contains(self, k: FaultKind) -> bool {
+        self.0 & FaultSet::bit(k) != 0
+    }
+
+    pub fn kinds(self) -> Vec<FaultKind> {
+        FaultKind::ALL
+            .iter()
+            .map(|(_, k)| *k)
+            .filter(|k| self.contains(*k))
+            .collect()
+    }
+}
+
 /// The nemesis of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NemesisKind {
     /// No faults.
     None,
     /// Isolate the current master from every other node, then heal; repeat.
     PartitionMaster,
+    /// A seeded schedule drawing one fault at a time from the set.
+    Schedule(FaultSet),
 }
 
 impl NemesisKind {
@@ -89,17 +153,61 @@ impl NemesisKind {
         ("none", NemesisKind::None),
         ("partition", NemesisKind::PartitionMaster),
     ];
+
+    /// The name as given on the command line (`partition`, `clock,kill`).
+    pub fn name(self) -> String {
+        match self {
+            NemesisKind::None => "none".into(),
+            NemesisKind::PartitionMaster => "partition".into(),
+            NemesisKind::Schedule(set) => set
+                .kinds()
+                .iter()
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+
+    /// Whether the schedule may inject `k`.
+    pub fn includes(self, k: FaultKind) -> bool {
+        match self {
+            NemesisKind::None => false,
+            NemesisKind::PartitionMaster => k == FaultKind::Partition,
+            NemesisKind::Schedule(set) => set.contains(k),
+        }
+    }
 }
 
+impl Serialize for NemesisKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            NemesisKind::None => s.serialize_str("none"),
+            NemesisKind::PartitionMaster => s.serialize_str("partition-master"),
+            NemesisKind::Schedule(_) => s.serialize_str(&self.name()),
+        }
+    }
+}
+
+/// `none`; `partition` (isolate the current master, repeat); or a comma-separated
+/// list of faults for a seeded schedule, e.g. `partition,clock,kill,pause,packet`.
 pub fn parse_nemesis(text: &str) -> Result<NemesisKind, String> {
-    NemesisKind::ALL
-        .iter()
-        .find(|(n, _)| *n == text)
-        .map(|(_, k)| *k)
-        .ok_or_else(|| {
-            let names: Vec<&str> = NemesisKind::ALL.iter().map(|(n, _)| *n).collect();
-            format!("unknown nemesis {text:?} (known: {})", names.join(", "))
-        })
+    if let Some((_, k)) = NemesisKind::ALL.iter().find(|(n, _)| *n == text) {
+        return Ok(*k);
+    }
+    let known = || {
+        let names: Vec<&str> = FaultKind::ALL.iter().map(|(n, _)| *n).collect();
+        format!("none, or a comma-separated list of {}", names.join(", "))
+    };
+    let mut set = FaultSet::default();
+    for word in text.split(',').map(str::trim) {
+        let k = FaultKind::ALL
+            .iter()
+            .find(|(n, _)| *n == word)
+            .map(|(_, k)| *k)
+            .ok_or_else(|| format!("unknown nemesis {word:?} in {text:?} (known: {})", known()))?;
+        set.insert(k);
+    }
+    Ok(NemesisKind::Schedule(set))
 }
 
 /// Everything a run needs, resolved from flags and defaults; stored as `test.json`.
@@ -162,9 +270,21 @@ mod tests {
             parse_nemesis("partition").unwrap(),
             NemesisKind::PartitionMaster
         );
+        let all = parse_nemesis("partition,clock,kill,pause,packet").unwrap();
+        assert_eq!(all.name(), "partition,clock,kill,pause,packet");
+        let k = parse_nemesis("pause,kill").unwrap();
+        assert!(k.includes(FaultKind::Kill) && k.includes(FaultKind::Pause));
+        assert!(!k.includes(FaultKind::Clock));
+        assert_eq!(k.name(), "kill,pause");
+        assert_eq!(serde_json::to_value(k).unwrap(), "kill,pause");
         assert_eq!(
-            parse_nemesis("kill").unwrap_err(),
-            "unknown nemesis \"kill\" (known: none, partition)"
+            serde_json::to_value(NemesisKind::PartitionMaster).unwrap(),
+            "partition-master"
         );
+        assert_eq!(
+            parse_nemesis("kill,smash").unwrap_err(),
+            "unknown nemesis \"smash\" in \"kill,smash\" (known: none, or a comma-separated list of partition, clock, kill, pause, packet)"
+        );
+        assert!(parse_nemesis("").is_err());
     }
 }

@@ -138,7 +138,8 @@ async fn run_in<S: System>(
     let handles = connect_all(&cfg, ssh).await?;
     let body = run_body(&cfg, system.clone(), &handles, &dir, stop).await;
     // Always: heal every node, fetch logs, stop the system.
-    let heal_errors = nemesis::heal_all(&handles).await;
+    let mut heal_errors = nemesis::heal_all(&handles).await;
+    heal_errors.extend(nemesis::heal_processes(system.as_ref(), &handles).await);
     for e in &heal_errors {
         eprintln!("splitbrain: warning: heal failed on {e}");
     }
@@ -229,8 +230,11 @@ async fn run_body<S: System>(
         Duration::ZERO
     };
     eprintln!(
-        "splitbrain: running {} clients for {:?} with nemesis {:?} (seed {})",
-        conc, cfg.time_limit, cfg.nemesis, cfg.seed
+        "splitbrain: running {} clients for {:?} with nemesis {} (seed {})",
+        conc,
+        cfg.time_limit,
+        cfg.nemesis.name(),
+        cfg.seed
     );
     let mut clients = tokio::task::JoinSet::new();
     for p in 0..conc {
@@ -259,6 +263,7 @@ async fn run_body<S: System>(
         recorder: recorder.clone(),
         stop: nemesis_stop.clone(),
         seed: cfg.seed,
+        lab: cfg.lab,
     }));
     // Forward a user's stop to the nemesis, and stop it once the clients are done.
     let forward = {
@@ -285,7 +290,8 @@ async fn run_body<S: System>(
     forward.abort();
     let faults = nem.await.context("nemesis task failed")??;
     anyhow::ensure!(client_errors.is_empty(), "{}", client_errors.join("; "));
-    let heal = nemesis::heal_all(handles).await;
+    let mut heal = nemesis::heal_all(handles).await;
+    heal.extend(nemesis::heal_processes(system.as_ref(), handles).await);
     anyhow::ensure!(heal.is_empty(), "final heal failed: {}", heal.join("; "));
     recorder.record(checkers::Op::new(
         0,

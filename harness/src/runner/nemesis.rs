@@ -1,19 +1,24 @@
-//! Runs the nemesis schedule of a test: asks the system who is master, isolates it
-//! for a while, heals, waits, repeats; records each fault as nemesis ops carrying the
-//! exact grudge. Also the heal of every node, used on every exit path.
+//! Runs the nemesis schedule of a test and records each fault as nemesis ops in the
+//! history. `partition` alone isolates the current master, heals, repeats; a list
+//! (`partition,clock,kill,pause,packet`) draws one fault at a time with a seeded
+//! generator — its kind, targets, topology and size — holds it for the nemesis
+//! interval, undoes it, and leaves half an interval to recover before the next.
+//! Also the heal of every node (network, clocks, processes) used on every exit path.
 
 use super::stop::Stop;
-use crate::config::NemesisKind;
+use crate::config::{FaultKind, NemesisKind};
+use crate::fault::exec;
 use crate::store::Recorder;
 use crate::systems::{current_masters, NodeHandle, System};
 use checkers::{Op, OpType, Process};
-use nemesis::iptables::apply_script;
-use nemesis::{Grudge, Topology};
+use nemesis::clock::Offset;
+use nemesis::netem::{PacketFault, PacketMethod};
+use nemesis::process::ProcessState;
+use nemesis::{Grudge, Targets, Topology};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -23,18 +28,41 @@ pub use crate::fault::exec::{on_all, FAULT_COMMAND_TIMEOUT};
 /// Heals every network and clock fault on every node (partition rules, packet
 /// faults, clock offsets and strobes). Idempotent; returns the failures.
 pub async fn heal_all(nodes: &[NodeHandle]) -> Vec<String> {
-    crate::fault::exec::heal_network_and_clocks(nodes).await
+    exec::heal_network_and_clocks(nodes).await
+}
+
+/// Resumes every paused process of the system and restarts every killed one.
+/// Returns the failures.
+pub async fn heal_processes<S: System>(system: &S, nodes: &[NodeHandle]) -> Vec<String> {
+    let all: Vec<_> = nodes.iter().map(|n| n.spec.clone()).collect();
+    let mut errors = Vec::new();
+    for n in nodes {
+        if let Err(e) = system.resume_node(n).await {
+            errors.push(format!("{e:#}"));
+        }
+        if let Ok(ProcessState::Dead { .. }) = system.process_state(n).await {
+            if let Err(e) = system.restart_node(n, &all).await {
+                errors.push(format!("{e:#}"));
+            }
+        }
+    }
+    errors
 }
 
 fn nemesis_op(kind: OpType, f: &str, value: Value) -> Op {
     Op::new(0, Process::Nemesis, kind, f, value)
 }
 
-/// One fault as it happened, for the summary.
+/// One fault as it happened, for the summary and the reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FaultRecord {
+    /// partition, clock, kill, pause or packet.
+    pub kind: String,
+    /// What was done, every random choice spelled out (e.g. `isolate n3`).
     pub topology: String,
+    /// The partition's grudge (empty for other faults).
     pub grudge: Grudge,
+    pub targets: Vec<String>,
     /// Seconds since the test began.
     pub start: f64,
     pub end: Option<f64>,
@@ -50,74 +78,396 @@ pub struct NemesisTask<S: System> {
     pub recorder: Arc<Recorder>,
     pub stop: Stop,
     pub seed: u64,
+    /// Whether the nodes are the lab (clock faults through libfaketime).
+    pub lab: bool,
+}
+
+/// A fault chosen and applied, to be undone after the interval.
+struct Applied {
+    record: FaultRecord,
+    undo: Undo,
+}
+
+enum Undo {
+    Partition,
+    Clock,
+    Kill,
+    Pause,
+    Packet,
+}
+
+/// Topologies a schedule draws from (primaries only when the system names one).
+const SCHEDULE_TOPOLOGIES: &[&str] = &[
+    "primaries",
+    "isolate",
+    "halves",
+    "random-halves",
+    "majority-minority",
+    "majorities-ring",
+    "bridge",
+];
+
+impl<S: System> NemesisTask<S> {
+    fn names(&self) -> Vec<String> {
+        exec::names(&self.nodes)
+    }
+
+    async fn masters(&self) -> Vec<String> {
+        let specs: Vec<_> = self.nodes.iter().map(|n| n.spec.clone()).collect();
+        current_masters(&self.system.roles(&specs, Duration::from_secs(1)).await)
+    }
+
+    fn record(&self, kind: OpType, f: &str, value: Value) -> anyhow::Result<Op> {
+        Ok(self.recorder.record(nemesis_op(kind, f, value))?)
+    }
+
+    /// Records every node's clock offset as the system's processes see it.
+    async fn record_offsets(&self) -> anyhow::Result<()> {
+        let (readings, errors) = exec::clock_offsets(&self.nodes, self.lab).await;
+        let offsets: serde_json::Map<String, Value> = readings
+            .iter()
+            .map(|r| {
+                (
+                    r.node.clone(),
+                    json!({"offset_s": r.offset_s, "uncertainty_s": r.uncertainty_s}),
+                )
+            })
+            .collect();
+        self.record(
+            OpType::Info,
+            "clock-offsets",
+            json!({"offsets": offsets, "errors": errors}),
+        )?;
+        Ok(())
+    }
+
+    /// Picks and applies one fault of `kind`; records its start.
+    async fn apply(&self, kind: FaultKind, rng: &mut ChaCha8Rng) -> anyhow::Result<Applied> {
+        let names = self.names();
+        let masters = self.masters().await;
+        let small = [Targets::One, Targets::Minority];
+        let (f, description, grudge, targets, undo, detail): (
+            &str,
+            String,
+            Grudge,
+            Vec<String>,
+            Undo,
+            Value,
+        ) = match kind {
+            FaultKind::Partition => {
+                let mut choices: Vec<&str> = SCHEDULE_TOPOLOGIES.to_vec();
+                if masters.is_empty() {
+                    choices.retain(|t| *t != "primaries");
+                }
+                if names.len() < 4 {
+                    choices.retain(|t| *t != "majorities-ring");
+                }
+                if names.len() < 3 {
+                    choices.retain(|t| !["bridge", "majority-minority"].contains(t));
+                }
+                let name = choices.choose(rng).copied().unwrap_or("isolate");
+                let plan = Topology::parse(name, None)?.plan(&names, &masters, rng)?;
+                let targets: Vec<String> = plan.grudge.0.keys().cloned().collect();
+                (
+                    "partition",
+                    plan.description,
+                    plan.grudge,
+                    targets,
+                    Undo::Partition,
+                    json!({"masters": masters}),
+                )
+            }
+            FaultKind::Clock => {
+                let t = small
+                    .choose(rng)
+                    .cloned()
+                    .unwrap_or(Targets::One)
+                    .resolve(&names, &masters, rng)?;
+                let secs = rng.gen_range(0.25..8.0) * if rng.gen_bool(0.5) { 1.0 } else { -1.0 };
+                let strobe = rng.gen_bool(0.3);
+                let d = if strobe {
+                    format!("strobe {} between +0s and {}", t.join(","), Offset(secs))
+                } else {
+                    format!("bump {} by {}", t.join(","), Offset(secs))
+                };
+                (
+                    "clock",
+                    d,
+                    Grudge::default(),
+                    t,
+                    Undo::Clock,
+                    json!({"offset_s": secs, "strobe": strobe}),
+                )
+            }
+            FaultKind::Kill | FaultKind::Pause => {
+                let mut choices = small.to_vec();
+                if !masters.is_empty() {
+                    choices.push(Targets::Primaries);
+                }
+                let t = choices
+                    .choose(rng)
+                    .cloned()
+                    .unwrap_or(Targets::One)
+                    .resolve(&names, &masters, rng)?;
+                let (f, undo) = if kind == FaultKind::Kill {
+                    ("kill", Undo::Kill)
+                } else {
+                    ("pause", Undo::Pause)
+                };
+                (
+                    f,
+                    format!("{f} {}", t.join(",")),
+                    Grudge::default(),
+                    t,
+                    undo,
+                    json!({"masters": masters}),
+                )
+            }
+            FaultKind::Packet => {
+                let t = small
+                    .choose(rng)
+                    .cloned()
+                    .unwrap_or(Targets::One)
+                    .resolve(&names, &masters, rng)?;
+                (
+                    "packet",
+                    format!("packet faults from {}", t.join(",")),
+                    Grudge::default(),
+                    t,
+                    Undo::Packet,
+                    Value::Null,
+                )
+            }
+        };
+        let mut value = json!({"description": description, "targets": targets, "detail": detail});
+        if kind == FaultKind::Partition {
+            value["topology"] = json!(description);
+            value["grudge"] = json!(grudge);
+        }
+        let start = self.record(OpType::Invoke, &format!("start-{f}"), value.clone())?;
+        let errors = match kind {
+            FaultKind::Partition => exec::partition(&self.nodes, &grudge).await,
+            FaultKind::Clock => {
+                let secs = detail["offset_s"].as_f64().unwrap_or(1.0);
+                let mut errors = Vec::new();
+                if self.lab {
+                    errors.extend(self.faketime_problems(&targets).await);
+                }
+                if errors.is_empty() {
+                    errors = if detail["strobe"] == true {
+                        exec::clock_strobe(
+                            &self.nodes,
+                            &targets,
+                            (Offset(0.0), Offset(secs)),
+                            Duration::from_millis(10),
+                            self.interval,
+                            self.lab,
+                        )
+                        .await
+                    } else {
+                        exec::clock_bump(&self.nodes, &targets, Offset(secs), self.lab).await
+                    };
+                }
+                errors
+            }
+            FaultKind::Kill | FaultKind::Pause => {
+                let mut errors = Vec::new();
+                for n in exec::pick(&self.nodes, &targets) {
+                    let r = if kind == FaultKind::Kill {
+                        self.system.kill_node(&n).await
+                    } else {
+                        self.system.pause_node(&n).await
+                    };
+                    if let Err(e) = r {
+                        errors.push(format!("{e:#}"));
+                    }
+                }
+                errors
+            }
+            FaultKind::Packet => {
+                // Delay and loss where netem exists; loss alone through iptables elsewhere.
+                let methods = exec::detect_packet_methods(&exec::pick(&self.nodes, &targets)).await;
+                let netem = methods
+                    .iter()
+                    .all(|(_, m)| matches!(m, Ok(PacketMethod::Netem)));
+                let spec = if netem {
+                    "delay=50ms,jitter=20ms,loss=10%"
+                } else {
+                    "loss=30%"
+                };
+                value["packet"] = json!(spec);
+                let how: serde_json::Map<String, Value> = methods
+                    .iter()
+                    .map(|(n, m)| {
+                        let how = match m {
+                            Ok(PacketMethod::Netem) => "tc netem".to_string(),
+                            Ok(PacketMethod::IptablesLoss { why }) => {
+                                format!("iptables statistic (no netem: {why})")
+                            }
+                            Err(e) => format!("probe failed: {e}"),
+                        };
+                        (n.clone(), Value::String(how))
+                    })
+                    .collect();
+                value["methods"] = Value::Object(how);
+                let fault = PacketFault::parse(spec).map_err(anyhow::Error::msg)?;
+                match exec::packet(&self.nodes, &targets, &fault).await {
+                    Ok(_) => Vec::new(),
+                    Err(e) => e,
+                }
+            }
+        };
+        let mut done = value;
+        if !errors.is_empty() {
+            done["errors"] = json!(errors);
+        }
+        self.record(OpType::Info, &format!("start-{f}"), done)?;
+        if kind == FaultKind::Clock {
+            self.record_offsets().await?;
+        }
+        tracing::info!(%description, ?errors, "fault started");
+        Ok(Applied {
+            record: FaultRecord {
+                kind: f.to_string(),
+                topology: description,
+                grudge,
+                targets,
+                start: start.time as f64 / 1e9,
+                end: None,
+                errors,
+            },
+            undo,
+        })
+    }
+
+    /// Lab clock faults reach only processes under libfaketime: say so per node.
+    async fn faketime_problems(&self, targets: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for n in exec::pick(&self.nodes, targets) {
+            match self.system.process_state(&n).await {
+                Ok(ProcessState::Alive { faketime_file: Some(_), .. }) => {}
+                Ok(ProcessState::Alive { pid, .. }) => out.push(format!(
+                    "{}: the system's process (pid {pid}) is not under libfaketime: a lab clock fault cannot reach it (Go binaries ignore libfaketime)",
+                    n.spec.name
+                )),
+                Ok(other) => out.push(format!("{}: no system process to skew ({other})", n.spec.name)),
+                Err(e) => out.push(format!("{e:#}")),
+            }
+        }
+        out
+    }
+
+    /// Undoes an applied fault; records its end.
+    async fn undo(&self, mut a: Applied) -> anyhow::Result<FaultRecord> {
+        let f = a.record.kind.clone();
+        self.record(
+            OpType::Invoke,
+            &format!("stop-{f}"),
+            json!({"targets": a.record.targets}),
+        )?;
+        let errors = match a.undo {
+            Undo::Partition | Undo::Packet => heal_all(&self.nodes).await,
+            Undo::Clock => exec::clock_reset(&self.nodes, &a.record.targets, self.lab).await,
+            Undo::Kill | Undo::Pause => {
+                let all: Vec<_> = self.nodes.iter().map(|n| n.spec.clone()).collect();
+                let mut errors = Vec::new();
+                for n in exec::pick(&self.nodes, &a.record.targets) {
+                    let r = match a.undo {
+                        Undo::Kill => self.system.restart_node(&n, &all).await,
+                        _ => self.system.resume_node(&n).await,
+                    };
+                    if let Err(e) = r {
+                        errors.push(format!("{e:#}"));
+                    }
+                }
+                errors
+            }
+        };
+        let end = self.record(
+            OpType::Info,
+            &format!("stop-{f}"),
+            json!({"errors": errors}),
+        )?;
+        if matches!(a.undo, Undo::Clock) {
+            self.record_offsets().await?;
+        }
+        tracing::info!(fault = %a.record.topology, ?errors, "fault healed");
+        a.record.end = Some(end.time as f64 / 1e9);
+        a.record.errors.extend(errors);
+        Ok(a.record)
+    }
 }
 
 /// Runs the schedule until the deadline or stop; the caller heals afterwards anyway.
 pub async fn run_nemesis<S: System>(t: NemesisTask<S>) -> anyhow::Result<Vec<FaultRecord>> {
     let mut faults = Vec::new();
-    if t.kind == NemesisKind::None {
-        return Ok(faults);
-    }
+    let kinds: Vec<FaultKind> = match t.kind {
+        NemesisKind::None => return Ok(faults),
+        NemesisKind::PartitionMaster => vec![FaultKind::Partition],
+        NemesisKind::Schedule(set) => set.kinds(),
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0x6e656d65);
-    let names: Vec<String> = t.nodes.iter().map(|n| n.spec.name.clone()).collect();
-    let addresses: BTreeMap<String, String> = t
-        .nodes
-        .iter()
-        .map(|n| (n.spec.name.clone(), n.spec.host.clone()))
-        .collect();
-    let specs: Vec<_> = t.nodes.iter().map(|n| n.spec.clone()).collect();
+    if t.kind.includes(FaultKind::Clock) {
+        t.record_offsets().await?;
+    }
     let gap = t.interval / 2;
     loop {
         if t.stop.sleep(gap).await || Instant::now() + Duration::from_secs(1) >= t.deadline {
             break;
         }
-        let roles = t.system.roles(&specs, Duration::from_secs(1)).await;
-        let masters = current_masters(&roles);
-        let target = match masters.first() {
-            Some(m) => m.clone(),
-            None => names.choose(&mut rng).cloned().unwrap_or_default(),
-        };
-        let plan = Topology::Isolate { node: Some(target) }.plan(&names, &masters, &mut rng)?;
-        let (topology, grudge) = (plan.description, plan.grudge);
-        let value = json!({"topology": topology, "grudge": grudge, "masters": masters});
-        let start_op =
-            t.recorder
-                .record(nemesis_op(OpType::Invoke, "start-partition", value.clone()))?;
-        let errors = on_all(&t.nodes, |n| {
-            apply_script(&n.spec.name, &grudge, &addresses)
-        })
-        .await;
-        let mut done = value;
-        if !errors.is_empty() {
-            done["errors"] = json!(errors);
-        }
-        t.recorder
-            .record(nemesis_op(OpType::Info, "start-partition", done))?;
-        tracing::info!(%topology, ?errors, "partition started");
-        let mut fault = FaultRecord {
-            topology,
-            grudge,
-            start: start_op.time as f64 / 1e9,
-            end: None,
-            errors,
+        let applied = if t.kind == NemesisKind::PartitionMaster {
+            master_partition(&t, &mut rng).await?
+        } else {
+            let kind = kinds
+                .choose(&mut rng)
+                .copied()
+                .unwrap_or(FaultKind::Partition);
+            t.apply(kind, &mut rng).await?
         };
         let left = t.deadline.saturating_duration_since(Instant::now());
         t.stop.sleep(t.interval.min(left)).await;
-        t.recorder
-            .record(nemesis_op(OpType::Invoke, "stop-partition", Value::Null))?;
-        let heal_errors = heal_all(&t.nodes).await;
-        let end = t.recorder.record(nemesis_op(
-            OpType::Info,
-            "stop-partition",
-            json!({"errors": heal_errors}),
-        ))?;
-        tracing::info!(?heal_errors, "partition healed");
-        fault.end = Some(end.time as f64 / 1e9);
-        fault.errors.extend(heal_errors);
-        faults.push(fault);
+        faults.push(t.undo(applied).await?);
         if t.stop.is_stopped() {
             break;
         }
     }
     Ok(faults)
+}
+
+/// The `partition` nemesis: isolate the current master (a random node if none).
+async fn master_partition<S: System>(
+    t: &NemesisTask<S>,
+    rng: &mut ChaCha8Rng,
+) -> anyhow::Result<Applied> {
+    let names = t.names();
+    let masters = t.masters().await;
+    let target = match masters.first() {
+        Some(m) => m.clone(),
+        None => names.choose(rng).cloned().unwrap_or_default(),
+    };
+    let plan = Topology::Isolate {
+        node: Some(target.clone()),
+    }
+    .plan(&names, &masters, rng)?;
+    let value = json!({"topology": plan.description, "grudge": plan.grudge, "masters": masters});
+    let start = t.record(OpType::Invoke, "start-partition", value.clone())?;
+    let errors = exec::partition(&t.nodes, &plan.grudge).await;
+    let mut done = value;
+    if !errors.is_empty() {
+        done["errors"] = json!(errors);
+    }
+    t.record(OpType::Info, "start-partition", done)?;
+    tracing::info!(topology = %plan.description, ?errors, "partition started");
+    Ok(Applied {
+        record: FaultRecord {
+            kind: "partition".into(),
+            topology: plan.description,
+            grudge: plan.grudge,
+            targets: vec![target],
+            start: start.time as f64 / 1e9,
+            end: None,
+            errors,
+        },
+        undo: Undo::Partition,
+    })
 }
