@@ -2,6 +2,9 @@
 //! knows which checkers judge it; it does no I/O and never talks to a system (the
 //! harness turns each [`Invocation`] into a client call and records the outcome).
 
+pub mod leader;
+pub mod list_append;
+pub mod register;
 pub mod set;
 
 use checkers::{Op, Validity};
@@ -13,16 +16,41 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OpFn {
+    /// Add an element to a set.
     Add,
+    /// Read a whole set.
     Read,
+    /// Write a register.
+    Write,
+    /// Compare-and-set a register: value `[from, to]`.
+    Cas,
+    /// Read a register (`read` in the history).
+    ReadRegister,
+    /// Append an element to a list.
+    Append,
+    /// Read a whole list (`read` in the history).
+    ReadList,
+    /// Ask a node for its role (leader observation).
+    Role,
 }
 
 impl OpFn {
+    /// The name in `f` of the history; the three reads share `read`, as the checkers
+    /// expect (the key tells which object was read).
     pub fn as_str(self) -> &'static str {
         match self {
             OpFn::Add => "add",
-            OpFn::Read => "read",
+            OpFn::Read | OpFn::ReadRegister | OpFn::ReadList => "read",
+            OpFn::Write => "write",
+            OpFn::Cas => "cas",
+            OpFn::Append => "append",
+            OpFn::Role => "role",
         }
+    }
+
+    /// Whether the op changes data (and is attributed to the master that accepted it).
+    pub fn is_write(self) -> bool {
+        matches!(self, OpFn::Add | OpFn::Write | OpFn::Cas | OpFn::Append)
     }
 }
 
@@ -42,14 +70,24 @@ pub struct Invocation {
 pub enum WorkloadKind {
     /// Add unique integers to a set, read it at the end: finds lost writes.
     Set,
+    /// Read / write / cas on independent registers: judged linearizable per key.
+    Register,
+    /// Append unique integers to lists, read whole lists: lost appends, order anomalies.
+    ListAppend,
 }
 
 impl WorkloadKind {
-    pub const ALL: &'static [WorkloadKind] = &[WorkloadKind::Set];
+    pub const ALL: &'static [WorkloadKind] = &[
+        WorkloadKind::Set,
+        WorkloadKind::Register,
+        WorkloadKind::ListAppend,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             WorkloadKind::Set => "set",
+            WorkloadKind::Register => "register",
+            WorkloadKind::ListAppend => "list-append",
         }
     }
 }
@@ -96,17 +134,29 @@ pub struct CheckerResult {
 }
 
 impl WorkloadKind {
-    /// A seeded generator for this workload.
-    pub fn generator(self, seed: u64) -> Box<dyn Generator> {
+    /// A seeded generator for this workload; `concurrency` is the number of client
+    /// processes (process ids taken modulo it), which the per-key workloads group.
+    pub fn generator(self, seed: u64, concurrency: u64) -> Box<dyn Generator> {
         match self {
             WorkloadKind::Set => Box::new(set::SetGenerator::new(seed)),
+            WorkloadKind::Register => Box::new(register::RegisterGenerator::new(
+                seed,
+                concurrency,
+                register::Options::default(),
+            )),
+            WorkloadKind::ListAppend => Box::new(list_append::ListGenerator::new(seed)),
         }
     }
 
-    /// Runs every checker that judges this workload over `history`.
+    /// Runs every checker that judges this workload over `history`, then the
+    /// dual-master checker (every workload's writes are attributed to a master).
     pub fn analyse(self, history: &[Op]) -> Vec<CheckerResult> {
-        match self {
+        let mut out = match self {
             WorkloadKind::Set => vec![set::analyse(history)],
-        }
+            WorkloadKind::Register => vec![register::analyse(history)],
+            WorkloadKind::ListAppend => vec![list_append::analyse(history)],
+        };
+        out.push(leader::analyse(history));
+        out
     }
 }

@@ -128,6 +128,44 @@ pub async fn run_client<S: System>(t: ClientTask<S>) -> anyhow::Result<Tally> {
     Ok(tally)
 }
 
+/// Process ids of the leader observers start here, clear of clients and final reads.
+pub const ROLE_PROCESS_BASE: u64 = 2_000_000;
+
+/// How often each node is asked for its role.
+pub const ROLE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Starts the leader observation group: one process per node asking that node for
+/// its role every [`ROLE_INTERVAL`] (`role` ops), until `stop` or `deadline`.
+pub fn spawn_role_observers<S: System>(
+    system: &Arc<S>,
+    nodes: &[NodeSpec],
+    recorder: &Arc<Recorder>,
+    deadline: Instant,
+    op_timeout: Duration,
+    stop: &Stop,
+) -> tokio::task::JoinSet<anyhow::Result<Tally>> {
+    let mut set = tokio::task::JoinSet::new();
+    let span = deadline.saturating_duration_since(Instant::now());
+    let max_ops = (span.as_millis() / ROLE_INTERVAL.as_millis()) as u64 + 1;
+    for (i, node) in nodes.iter().enumerate() {
+        let generator: Box<dyn Generator> = Box::new(workloads::leader::RoleGenerator);
+        set.spawn(run_client(ClientTask {
+            system: system.clone(),
+            node: node.clone(),
+            first_process: ROLE_PROCESS_BASE + i as u64,
+            stride: nodes.len() as u64,
+            generator: Arc::new(Mutex::new(generator)),
+            recorder: recorder.clone(),
+            deadline,
+            op_timeout: op_timeout.min(Duration::from_secs(1)),
+            interval: ROLE_INTERVAL,
+            max_ops,
+            stop: stop.clone(),
+        }));
+    }
+    set
+}
+
 /// One node's final reads.
 pub struct FinalReads<S: System> {
     pub system: Arc<S>,

@@ -222,8 +222,18 @@ async fn run_body<S: System>(
         start.into_std(),
     )?);
     let deadline = start + cfg.time_limit;
-    let generator = Arc::new(Mutex::new(cfg.workload.generator(cfg.seed)));
     let conc = cfg.concurrency as u64;
+    let generator = Arc::new(Mutex::new(cfg.workload.generator(cfg.seed, conc)));
+    // Leader observation runs through the faults, heal and recovery wait.
+    let observers_stop = Stop::default();
+    let mut observers = clients::spawn_role_observers(
+        &system,
+        &specs,
+        &recorder,
+        deadline + cfg.recovery_time + Duration::from_secs(120),
+        cfg.op_timeout,
+        &observers_stop,
+    );
     let interval = if cfg.rate > 0.0 {
         Duration::from_secs_f64(conc as f64 / cfg.rate)
     } else {
@@ -309,6 +319,7 @@ async fn run_body<S: System>(
             cfg.recovery_time
         );
         stop.sleep(cfg.recovery_time).await;
+        observers_stop.stop();
         let mut reads = tokio::task::JoinSet::new();
         for (i, node) in specs.iter().enumerate() {
             let invocations = generator
@@ -335,6 +346,10 @@ async fn run_body<S: System>(
             }
         }
         final_read_failures.sort();
+    }
+    observers_stop.stop();
+    while let Some(r) = observers.join_next().await {
+        r.context("role observer task failed")??;
     }
     recorder.sync()?;
     let stats = RunStats {

@@ -286,6 +286,23 @@ impl ZooClient {
     }
 }
 
+/// `acked_by` and `epoch` of an acknowledged write: who accepted it as master.
+fn attribution(master: &str, epoch: u64) -> Map<String, Value> {
+    let mut extra = Map::new();
+    extra.insert("acked_by".into(), json!(master));
+    extra.insert("epoch".into(), json!(epoch));
+    extra
+}
+
+/// Which node answered a read, in which role and epoch.
+fn served(node: &str, role: RoleKind, epoch: u64) -> Map<String, Value> {
+    let mut extra = Map::new();
+    extra.insert("served_by".into(), json!(node));
+    extra.insert("role".into(), json!(role.to_string()));
+    extra.insert("epoch".into(), json!(epoch));
+    extra
+}
+
 impl SystemClient for ZooClient {
     async fn invoke(&mut self, inv: &Invocation, timeout: Duration) -> Outcome {
         let key = inv.key.clone().unwrap_or_default();
@@ -311,31 +328,88 @@ impl SystemClient for ZooClient {
                     };
                 };
                 match c.add(&key, value, left).await {
-                    Ok(ack) => {
-                        let mut extra = Map::new();
-                        extra.insert("acked_by".into(), json!(ack.master));
-                        extra.insert("epoch".into(), json!(ack.epoch));
-                        Outcome::Ok {
-                            value: json!(value),
-                            extra,
-                        }
-                    }
+                    Ok(ack) => Outcome::Ok {
+                        value: json!(value),
+                        extra: attribution(&ack.master, ack.epoch),
+                    },
                     Err(e) => classify(&e),
                 }
             }
+            OpFn::Write | OpFn::Append => {
+                let Some(value) = inv.value.as_i64() else {
+                    return Outcome::Fail {
+                        error: format!("{} of a non-integer {}", inv.f.as_str(), inv.value),
+                    };
+                };
+                let r = if inv.f == OpFn::Write {
+                    c.write(&key, value, left).await
+                } else {
+                    c.append(&key, value, left).await
+                };
+                match r {
+                    Ok(ack) => Outcome::Ok {
+                        value: json!(value),
+                        extra: attribution(&ack.master, ack.epoch),
+                    },
+                    Err(e) => classify(&e),
+                }
+            }
+            OpFn::Cas => {
+                let pair = inv.value.as_array().and_then(|p| match p.as_slice() {
+                    [a, b] => Some((a.as_i64()?, b.as_i64()?)),
+                    _ => None,
+                });
+                let Some((from, to)) = pair else {
+                    return Outcome::Fail {
+                        error: format!("cas needs [from, to] integers, got {}", inv.value),
+                    };
+                };
+                match c.cas(&key, from, to, left).await {
+                    Ok(ack) => Outcome::Ok {
+                        value: json!([from, to]),
+                        extra: attribution(&ack.master, ack.epoch),
+                    },
+                    Err(e) => classify(&e),
+                }
+            }
+            OpFn::ReadRegister => match c.get(&key, inv.is_final, left).await {
+                Ok(r) => {
+                    let mut extra = served(&r.node, r.role, r.epoch);
+                    if !r.siblings.is_empty() {
+                        extra.insert("siblings".into(), json!(r.siblings));
+                    }
+                    Outcome::Ok {
+                        value: json!(r.value),
+                        extra,
+                    }
+                }
+                Err(e) => classify(&e),
+            },
+            OpFn::ReadList => match c.read_list(&key, inv.is_final, left).await {
+                Ok(r) => Outcome::Ok {
+                    value: Value::from(r.values),
+                    extra: served(&r.node, r.role, r.epoch),
+                },
+                Err(e) => classify(&e),
+            },
+            OpFn::Role => match c.role(left).await {
+                Ok(r) => Outcome::Ok {
+                    value: json!({
+                        "role": r.role.to_string(),
+                        "epoch": r.epoch,
+                        "master": r.master,
+                    }),
+                    extra: Map::new(),
+                },
+                Err(e) => classify(&e),
+            },
             OpFn::Read => {
                 // Final reads ask each node for its own copy; others go to the master.
                 match c.read(&key, inv.is_final, left).await {
-                    Ok(r) => {
-                        let mut extra = Map::new();
-                        extra.insert("served_by".into(), json!(r.node));
-                        extra.insert("role".into(), json!(r.role.to_string()));
-                        extra.insert("epoch".into(), json!(r.epoch));
-                        Outcome::Ok {
-                            value: Value::from(r.values),
-                            extra,
-                        }
-                    }
+                    Ok(r) => Outcome::Ok {
+                        value: Value::from(r.values),
+                        extra: served(&r.node, r.role, r.epoch),
+                    },
                     Err(e) => classify(&e),
                 }
             }
