@@ -2,6 +2,7 @@
 //! checker; it does no I/O beyond parsing from readers it is handed, and never
 //! depends on tokio or on any other crate of the workspace.
 
+pub mod availability;
 pub mod dual_master;
 pub mod formats;
 pub mod history;
