@@ -2,6 +2,7 @@
 //! knows which checkers judge it; it does no I/O and never talks to a system (the
 //! harness turns each [`Invocation`] into a client call and records the outcome).
 
+pub mod availability;
 pub mod leader;
 pub mod list_append;
 pub mod register;
@@ -121,6 +122,14 @@ pub trait Generator: Send {
     fn final_reads(&self) -> Vec<Invocation>;
 }
 
+/// Knobs of the analysis after a run.
+#[derive(Debug, Clone, Default)]
+pub struct AnalyseOptions {
+    /// Turns availability into a verdict: the first write after every fault must
+    /// complete within this long of the fault's start.
+    pub latency_budget: Option<std::time::Duration>,
+}
+
 /// One checker's outcome, ready to be stored and reported.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckerResult {
@@ -149,14 +158,21 @@ impl WorkloadKind {
     }
 
     /// Runs every checker that judges this workload over `history`, then the
-    /// dual-master checker (every workload's writes are attributed to a master).
+    /// dual-master checker (every workload's writes are attributed to a master) and
+    /// the availability checker.
     pub fn analyse(self, history: &[Op]) -> Vec<CheckerResult> {
+        self.analyse_with(history, &AnalyseOptions::default())
+    }
+
+    /// [`WorkloadKind::analyse`] with options.
+    pub fn analyse_with(self, history: &[Op], opts: &AnalyseOptions) -> Vec<CheckerResult> {
         let mut out = match self {
             WorkloadKind::Set => vec![set::analyse(history)],
             WorkloadKind::Register => vec![register::analyse(history)],
             WorkloadKind::ListAppend => vec![list_append::analyse(history)],
         };
         out.push(leader::analyse(history));
+        out.push(availability::analyse(history, opts.latency_budget));
         out
     }
 }
