@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(openssh-server openssh-client iptables iproute2 faketime procps psmisc
-          ca-certificates curl build-essential pkg-config)
+          ca-certificates curl build-essential pkg-config chromium libxml2-utils)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup.sh: run as root (the lab creates network namespaces and installs packages)" >&2

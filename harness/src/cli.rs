@@ -40,6 +40,18 @@ pub enum Command {
     /// Manual faults against a running cluster: partition, packet, clock, kill, pause,
     /// resume, restart, heal, status.
     Fault(crate::fault::FaultArgs),
+    /// Rebuild report.html, report.md, junit.xml and plots of a stored run (also one
+    /// whose controller was killed: results.json is then reconstructed from the history).
+    Report(ReportArgs),
+    /// Browse the results store over HTTP.
+    Serve(crate::serve::ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The run folder, e.g. results/<test>/<YYYYMMDDTHHMMSS>.
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -167,6 +179,8 @@ pub fn main() -> u8 {
         Command::Lab(args) => report(lab_command(args)),
         Command::Fault(args) => crate::fault::run(args),
         Command::Test(args) => report(test_command(*args)),
+        Command::Report(args) => report(report_command(&args)),
+        Command::Serve(args) => report(crate::serve::run(args)),
     }
 }
 
@@ -179,6 +193,21 @@ fn report(r: anyhow::Result<u8>) -> u8 {
             EXIT_HARNESS
         }
     }
+}
+
+fn report_command(args: &ReportArgs) -> anyhow::Result<u8> {
+    let t = std::time::Instant::now();
+    let (run, files) = crate::report::rebuild(&args.run_dir)?;
+    for f in &files {
+        println!("wrote {}", f.display());
+    }
+    println!(
+        "verdict {} ({} history entries, {:.2}s)",
+        run.results.valid.to_string().to_uppercase(),
+        run.history.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(0)
 }
 
 fn lab_command(args: LabArgs) -> anyhow::Result<u8> {

@@ -35,9 +35,12 @@ pub struct RunStats {
     pub duration_s: f64,
 }
 
-/// What `results.json` holds (the schema grows with the reports issue).
+/// What `results.json` holds; documented in docs/RESULTS-SCHEMA.md and read back by
+/// `crate::report::schema::StoredResults`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Results {
+    /// `crate::report::schema::SCHEMA_VERSION`.
+    pub schema_version: u32,
     pub valid: Validity,
     pub checkers: Vec<CheckerResult>,
     pub stats: RunStats,
@@ -49,6 +52,8 @@ pub struct Results {
     pub interrupted: bool,
     pub system: String,
     pub test: TestConfig,
+    /// Harness version, seed, system, and each node's OS and kernel.
+    pub environment: crate::report::schema::Environment,
 }
 
 pub struct RunOutcome {
@@ -136,6 +141,14 @@ async fn run_in<S: System>(
     let system = Arc::new(system);
     eprintln!("splitbrain: connecting to {} nodes", cfg.nodes.len());
     let handles = connect_all(&cfg, ssh).await?;
+    let environment = crate::report::environment::collect(
+        &handles,
+        cfg.seed,
+        system.describe(),
+        (cfg.system == "zoo")
+            .then(|| format!("zoo {} (built with the harness)", cfg.harness_version)),
+    )
+    .await;
     let body = run_body(&cfg, system.clone(), &handles, &dir, stop).await;
     // Always: heal every node, fetch logs, stop the system.
     let mut heal_errors = nemesis::heal_all(&handles).await;
@@ -169,6 +182,7 @@ async fn run_in<S: System>(
         valid = Validity::Unknown;
     }
     let results = Results {
+        schema_version: crate::report::schema::SCHEMA_VERSION,
         valid,
         checkers,
         stats,
@@ -178,8 +192,10 @@ async fn run_in<S: System>(
         interrupted,
         system: system.describe(),
         test: cfg,
+        environment,
     };
     dir.write_json("results.json", &results)?;
+    crate::report::after_run(&dir.path);
     tracing::info!(valid = %results.valid, "run finished");
     Ok(RunOutcome { dir, results })
 }
