@@ -49,6 +49,8 @@ pub struct Side {
     /// Epochs it claimed during the interval.
     pub epochs: Vec<u64>,
     pub writes_accepted: usize,
+    /// How many of the accepted writes are lost (`lost` keeps the first few).
+    pub writes_lost: usize,
     pub writes: Vec<WriteRef>,
     /// Accepted writes absent from every final read of their key (`add` and `append`
     /// only: a register's overwritten value is not a loss).
@@ -264,6 +266,7 @@ pub fn check(history: &[Op]) -> Report {
                 node: r.node.clone(),
                 epochs: Vec::new(),
                 writes_accepted: 0,
+                writes_lost: 0,
                 writes: Vec::new(),
                 lost: Vec::new(),
             });
@@ -289,8 +292,11 @@ pub fn check(history: &[Op]) -> Report {
                 if side.writes.len() < KEEP_WRITES {
                     side.writes.push(w.w.clone());
                 }
-                if w.lost && side.lost.len() < KEEP_WRITES {
-                    side.lost.push(w.w.clone());
+                if w.lost {
+                    side.writes_lost += 1;
+                    if side.lost.len() < KEEP_WRITES {
+                        side.lost.push(w.w.clone());
+                    }
                 }
             }
         }
@@ -465,6 +471,7 @@ mod tests {
         assert_eq!(i.masters[0].node, "n1");
         assert_eq!(i.masters[0].writes_accepted, 1);
         assert_eq!(i.masters[0].lost.len(), 1);
+        assert_eq!(i.masters[0].writes_lost, 1);
         assert_eq!(i.masters[0].lost[0].value, json!(7));
         assert!(i.masters[1].lost.is_empty());
         assert_eq!(

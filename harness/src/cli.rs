@@ -33,6 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Run one test and report (with no nodes given: on the local lab).
     Test(Box<TestArgs>),
+    /// Run a matrix of zoo modes × workloads × nemeses one after another; one table.
+    TestAll(Box<crate::test_all::TestAllArgs>),
     /// Re-check a stored or foreign history (JSONL, Jepsen EDN, Porcupine logs).
     Check(crate::check::CheckArgs),
     /// The local lab: a cluster of network namespaces on this machine.
@@ -77,7 +79,7 @@ pub enum LabAction {
     Status,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct TestArgs {
     /// Comma-separated nodes (`host[:port]`); default: the local lab.
     #[arg(long, conflicts_with = "nodes_file")]
@@ -149,6 +151,13 @@ pub struct TestArgs {
     /// Leave the system running on the nodes after the test.
     #[arg(long)]
     pub leave_db_running: bool,
+    /// Run the test this many times, one after another (each its own results folder).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub test_count: u32,
+    /// Availability verdict: after every fault a write must succeed within this long
+    /// of the fault's start (detection + recovery + normal response).
+    #[arg(long, value_parser = config::parse_duration)]
+    pub latency_budget: Option<Duration>,
 }
 
 /// Parses arguments; clap's own errors map to exit 3 (bad input), not clap's 2, which
@@ -179,6 +188,7 @@ pub fn main() -> u8 {
         Command::Lab(args) => report(lab_command(args)),
         Command::Fault(args) => crate::fault::run(args),
         Command::Test(args) => report(test_command(*args)),
+        Command::TestAll(args) => report(crate::test_all::run(*args)),
         Command::Report(args) => report(report_command(&args)),
         Command::Serve(args) => report(crate::serve::run(args)),
     }
@@ -282,7 +292,35 @@ fn resolve_nodes(args: &TestArgs, ssh: &mut SshOptions) -> anyhow::Result<(Vec<N
     Ok((info.nodes, true))
 }
 
+/// The runtime every test runs on.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
 fn test_command(args: TestArgs) -> anyhow::Result<u8> {
+    let rt = runtime()?;
+    let stop = Stop::default();
+    {
+        let _guard = rt.enter();
+        runner::install_signal_stop(stop.clone());
+    }
+    let outcomes = run_one(&args, &rt, &stop)?;
+    let verdict = outcomes
+        .iter()
+        .fold(checkers::Validity::Valid, |v, o| v.and(o.results.valid));
+    Ok(verdict.exit_code())
+}
+
+/// Runs `args.test_count` tests as `splitbrain test` does, printing each summary;
+/// stops early when `stop` is set.
+pub(crate) fn run_one(
+    args: &TestArgs,
+    rt: &tokio::runtime::Runtime,
+    stop: &Stop,
+) -> anyhow::Result<Vec<runner::RunOutcome>> {
     if args.system != "zoo" {
         bail!("unknown system {:?} (known: zoo)", args.system);
     }
@@ -335,13 +373,17 @@ fn test_command(args: TestArgs) -> anyhow::Result<u8> {
             k.display()
         );
     }
-    let (nodes, is_lab) = resolve_nodes(&args, &mut ssh)?;
-    let mut zoo = Zoo::new(
-        &args.zoo_mode,
-        args.zoo_binary.clone().unwrap_or_else(default_zoo_binary),
-    )?;
-    // Lab nodes share one clock: clock faults reach the zoo through libfaketime.
-    zoo.faketime = is_lab && args.nemesis.includes(config::FaultKind::Clock);
+    let (nodes, is_lab) = resolve_nodes(args, &mut ssh)?;
+    let make_zoo = || -> anyhow::Result<Zoo> {
+        let mut zoo = Zoo::new(
+            &args.zoo_mode,
+            args.zoo_binary.clone().unwrap_or_else(default_zoo_binary),
+        )?;
+        // Lab nodes share one clock: clock faults reach the zoo through libfaketime.
+        zoo.faketime = is_lab && args.nemesis.includes(config::FaultKind::Clock);
+        Ok(zoo)
+    };
+    make_zoo()?;
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -368,16 +410,32 @@ fn test_command(args: TestArgs) -> anyhow::Result<u8> {
         lab: is_lab,
         harness_version: env!("CARGO_PKG_VERSION"),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    let outcome = rt.block_on(async {
-        let stop = Stop::default();
-        runner::install_signal_stop(stop.clone());
-        runner::run_test(cfg, zoo, &ssh, &args.results_dir, stop).await
-    })?;
-    println!("{}", summary::render(&outcome.results));
-    println!("results: {}", outcome.dir.path.display());
-    Ok(outcome.results.valid.exit_code())
+    let analysis = workloads::AnalyseOptions {
+        latency_budget: args.latency_budget,
+    };
+    let mut outcomes = Vec::new();
+    for i in 0..args.test_count {
+        if stop.is_stopped() {
+            break;
+        }
+        if args.test_count > 1 {
+            eprintln!("splitbrain: test {} of {}", i + 1, args.test_count);
+        }
+        let zoo = make_zoo()?;
+        // Each repetition its own seed, derived from the first: all reproducible.
+        let mut cfg = cfg.clone();
+        cfg.seed = cfg.seed.wrapping_add(u64::from(i));
+        let outcome = rt.block_on(runner::run_test(
+            cfg,
+            zoo,
+            &ssh,
+            &args.results_dir,
+            stop.clone(),
+            &analysis,
+        ))?;
+        println!("{}", summary::render(&outcome.results));
+        println!("results: {}", outcome.dir.path.display());
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }

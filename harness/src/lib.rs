@@ -15,3 +15,4 @@ pub mod serve;
 pub mod store;
 pub mod summary;
 pub mod systems;
+pub mod test_all;

@@ -32,7 +32,7 @@ pub fn analyse(history: &[Op]) -> CheckerResult {
         .intervals
         .iter()
         .flat_map(|i| &i.masters)
-        .map(|s| s.lost.len())
+        .map(|s| s.writes_lost)
         .sum();
     let mut summary = format!(
         "{} dual-master intervals ({} same term, {} both accepted writes, {} only claimed; {:.1}s in all), {} writes accepted meanwhile were lost; {} role observations",

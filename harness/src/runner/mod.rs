@@ -117,11 +117,12 @@ pub async fn run_test<S: System>(
     ssh: &SshOptions,
     results_root: &Path,
     stop: Stop,
+    analysis: &workloads::AnalyseOptions,
 ) -> anyhow::Result<RunOutcome> {
     let dir = RunDir::create(results_root, &cfg.name)?;
     crate::log::to_file(&dir.file("harness.log"))
         .with_context(|| format!("opening {}", dir.file("harness.log").display()))?;
-    let r = run_in(cfg, system, ssh, dir, stop).await;
+    let r = run_in(cfg, system, ssh, dir, stop, analysis).await;
     if let Err(e) = &r {
         tracing::error!("run failed: {e:#}");
     }
@@ -135,6 +136,7 @@ async fn run_in<S: System>(
     ssh: &SshOptions,
     dir: RunDir,
     stop: Stop,
+    analysis: &workloads::AnalyseOptions,
 ) -> anyhow::Result<RunOutcome> {
     dir.write_json("test.json", &cfg)?;
     tracing::info!(dir = %dir.path.display(), "run started");
@@ -176,7 +178,7 @@ async fn run_in<S: System>(
         checkers::history::read_jsonl(std::io::BufReader::new(f))
             .context("re-reading history.jsonl")?
     };
-    let checkers = cfg.workload.analyse(&history);
+    let checkers = cfg.workload.analyse_with(&history, analysis);
     let mut valid = checkers.iter().fold(Validity::Valid, |v, c| v.and(c.valid));
     if interrupted && valid == Validity::Valid {
         valid = Validity::Unknown;
