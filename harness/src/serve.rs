@@ -66,6 +66,20 @@ fn entry(test: &str, run: &str, dir: &Path) -> Option<RunEntry> {
             e.verdict = r.valid.to_string();
             e.ops = r.stats.ops;
             for c in &r.checkers {
+                let d = &c.details;
+                if c.checker == "dual-master" {
+                    if let Some(n) = d.get("intervals").and_then(|v| v.as_array()) {
+                        if !n.is_empty() {
+                            e.anomalies
+                                .push(("dual-master intervals".into(), n.len() as u64));
+                        }
+                    }
+                }
+                if let Some(n) = d.get("invalid_keys").and_then(|v| v.as_u64()) {
+                    if n > 0 {
+                        e.anomalies.push(("non-linearizable keys".into(), n));
+                    }
+                }
                 for (field, label) in ANOMALIES {
                     if let Some(n) = c.details.get(field).and_then(|v| v.as_u64()) {
                         if n > 0 {

@@ -4,7 +4,11 @@
 //! exact ops, dual-master evidence, faults and availability, latency and throughput
 //! plots with faults shaded, and the bounded per-process timeline.
 
+use super::checks;
 use super::findings::{self, Findings, MissingWrite};
+
+/// The linearizability drawing: (page, body) or why there is none.
+pub type Drawn = Result<(String, String), String>;
 use super::{esc, fmt_s, plots, timeline, Run};
 use std::fmt::Write;
 
@@ -24,7 +28,10 @@ th{background:#f0f0f0}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .scroll{max-height:420px;overflow:auto;display:inline-block}\
 svg.timeline text{font:10px monospace}svg.timeline text.fault{fill:#964600}\
 code,pre{font:12px ui-monospace,monospace}pre{background:#fff;border:1px solid #ddd;padding:8px;overflow-x:auto}\
-nav a{margin-right:14px}";
+nav a{margin-right:14px}\
+.linear svg text{font:11px monospace}.linear .wrap{overflow-x:auto;border:1px solid #ddd;padding:4px;background:#fff}\
+.linear .legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}\
+.linear h2{font-size:14px;border:0}";
 
 fn row(out: &mut String, k: &str, v: &str) {
     let _ = write!(out, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
@@ -66,7 +73,7 @@ fn missing_table(out: &mut String, f: &Findings, writes: &[MissingWrite], total:
     out.push_str("</table></div>");
 }
 
-fn checkers_section(out: &mut String, run: &Run, f: &Findings) {
+fn checkers_section(out: &mut String, run: &Run, f: &Findings, linear: Option<&Drawn>) {
     out.push_str("<h2 id=\"findings\">Findings</h2>");
     for (c, set) in run.results.checkers.iter().zip(&f.sets) {
         let _ = write!(
@@ -77,6 +84,26 @@ fn checkers_section(out: &mut String, run: &Run, f: &Findings) {
             c.valid.to_string().to_uppercase(),
             esc(&c.summary)
         );
+        if c.checker == "dual-master" {
+            if let Some(d) = checks::DualDetails::of(&c.details) {
+                checks::dual_html(out, &d);
+            }
+        }
+        if c.checker == "linearizable" && c.valid == checkers::Validity::Invalid {
+            match linear {
+                Some(Ok((_, body))) => {
+                    let _ = write!(out, "<p>The counterexample, re-checked on the failing key alone (also in <a href=\"linearizability.html\">linearizability.html</a>):</p><div class=\"linear\">{body}</div>");
+                }
+                Some(Err(why)) => {
+                    let _ = write!(
+                        out,
+                        "<p class=\"note\">No drawing of the counterexample: {}.</p>",
+                        esc(why)
+                    );
+                }
+                None => {}
+            }
+        }
         let Some(s) = set else {
             let _ = write!(
                 out,
@@ -162,7 +189,15 @@ fn masters_section(out: &mut String, run: &Run, f: &Findings) -> anyhow::Result<
         .iter()
         .map(|n| n.name.clone())
         .collect();
-    let svg = plots::acknowledgers(&run.analysis, &nodes, &f.lost)
+    let dual: Vec<(f64, f64)> = run
+        .results
+        .checkers
+        .iter()
+        .filter(|c| c.checker == "dual-master")
+        .filter_map(|c| checks::DualDetails::of(&c.details))
+        .flat_map(|d| d.spans())
+        .collect();
+    let svg = plots::acknowledgers(&run.analysis, &nodes, &f.lost, &dual)
         .map_err(|e| anyhow::anyhow!("drawing the acknowledgers chart: {e}"))?;
     let _ = write!(out, "<div class=\"plot\">{svg}</div>");
     if f.overlaps.is_empty() {
@@ -356,7 +391,12 @@ fn config_section(out: &mut String, run: &Run) {
 }
 
 /// Renders the page. `latency` and `rate` are the plots' SVG.
-pub fn render(run: &Run, latency: &str, rate: &str) -> anyhow::Result<String> {
+pub fn render(
+    run: &Run,
+    latency: &str,
+    rate: &str,
+    linear: Option<&Drawn>,
+) -> anyhow::Result<String> {
     let r = &run.results;
     let f = Findings::of(run);
     let mut out = String::with_capacity(256 * 1024);
@@ -377,7 +417,7 @@ pub fn render(run: &Run, latency: &str, rate: &str) -> anyhow::Result<String> {
     if r.interrupted {
         out.push_str("<p class=\"note\">The run was interrupted: no final reads, so a valid outcome is reported as unknown.</p>");
     }
-    checkers_section(&mut out, run, &f);
+    checkers_section(&mut out, run, &f, linear);
     masters_section(&mut out, run, &f)?;
     faults_section(&mut out, run);
     perf_section(&mut out, run, latency, rate);

@@ -171,6 +171,22 @@ pub fn render(run: &Run) -> String {
             c.valid.to_string().to_uppercase(),
             c.summary
         );
+        if c.checker == "dual-master" {
+            if let Some(d) = super::checks::DualDetails::of(&c.details) {
+                super::checks::dual_md(&mut out, &d);
+            }
+        }
+        if c.checker == "linearizable" && c.valid == Validity::Invalid {
+            if let Some(failing) = c.details.get("failing").filter(|f| !f.is_null()) {
+                let _ = writeln!(
+                    out,
+                    "Failing key: `{}`. Longest linearizable prefix: {}. Blocked at: {}. Drawing: `linearizability.html`.\n",
+                    failing.get("key").map_or("-".to_string(), |k| k.to_string()),
+                    failing.get("linearizable_prefix").map_or("-".to_string(), |p| p.to_string()),
+                    failing.get("blocked_at").map_or("-".to_string(), |b| b.to_string())
+                );
+            }
+        }
         let Some(s) = set else { continue };
         if !s.lost.is_empty() {
             let _ = writeln!(out, "**{} lost writes.** Each row is an add the system acknowledged to its client (op numbers are lines of `history.jsonl`, counted from 0), that no final read contains:\n", s.lost_count);

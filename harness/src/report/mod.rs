@@ -6,6 +6,7 @@
 //! history and a reconstructed `results.json` is written first.
 
 pub mod analysis;
+pub mod checks;
 pub mod environment;
 pub mod findings;
 pub mod html;
@@ -181,14 +182,25 @@ pub fn write_all(run: &Run) -> anyhow::Result<Vec<PathBuf>> {
         .map_err(|e| anyhow::anyhow!("drawing the latency plot: {e}"))?;
     let rate = plots::throughput(&run.analysis)
         .map_err(|e| anyhow::anyhow!("drawing the throughput plot: {e}"))?;
-    let html = html::render(run, &latency, &rate)?;
-    Ok(vec![
+    let linear = run
+        .results
+        .checkers
+        .iter()
+        .find(|c| c.checker == "linearizable" && c.valid == Validity::Invalid)
+        .map(|c| checks::counterexample(run, &c.details));
+    let mut files = Vec::new();
+    if let Some(Ok((page, _))) = &linear {
+        files.push(write(&run.dir, "linearizability.html", page)?);
+    }
+    let html = html::render(run, &latency, &rate, linear.as_ref())?;
+    files.extend(vec![
         write(&run.dir, "latency.svg", &latency)?,
         write(&run.dir, "rate.svg", &rate)?,
         write(&run.dir, "report.html", &html)?,
         write(&run.dir, "report.md", &markdown::render(run))?,
         write(&run.dir, "junit.xml", &junit::render(&[run]))?,
-    ])
+    ]);
+    Ok(files)
 }
 
 /// `splitbrain report <run-dir>`: loads the run, writes a reconstructed results.json

@@ -220,10 +220,12 @@ pub fn throughput(a: &Analysis) -> Result<String, Err> {
 
 /// Writes each node acknowledged as master, per time bucket: green when every write
 /// of the bucket survived, red when one was lost. `lost` holds the lost elements.
+/// `dual` (seconds) are the dual-master checker's intervals, shaded purple.
 pub fn acknowledgers(
     a: &Analysis,
     nodes: &[String],
     lost: &std::collections::HashSet<i64>,
+    dual: &[(f64, f64)],
 ) -> Result<String, Err> {
     let xmax = a.duration.max(1.0);
     let width = (xmax / 300.0).max(0.05);
@@ -276,6 +278,14 @@ pub fn acknowledgers(
             .draw()
             .map_err(e)?;
         shade(&mut chart, &a.faults, xmax, (0.0, n + 0.6, n + 0.45))?;
+        chart
+            .draw_series(dual.iter().map(|(x0, x1)| {
+                Rectangle::new(
+                    [(*x0, 0.0), (x1.max(x0 + width), n + 0.2)],
+                    RGBColor(123, 31, 162).mix(0.25).filled(),
+                )
+            }))
+            .map_err(e)?;
         chart
             .draw_series(cells.iter().map(|((row, b), (_, lost))| {
                 let x0 = *b as f64 * width;
