@@ -9,6 +9,7 @@ pub mod fault;
 pub mod lab;
 pub mod log;
 pub mod nodes;
+pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod serve;

@@ -240,6 +240,7 @@ async fn run_body<S: System>(
         start.into_std(),
     )?);
     let deadline = start + cfg.time_limit;
+    let progress = crate::progress::Progress::start(dir.file("history.jsonl"), cfg.time_limit);
     let conc = cfg.concurrency as u64;
     let generator = Arc::new(Mutex::new(cfg.workload.generator(cfg.seed, conc)));
     // Leader observation runs through the faults, heal and recovery wait.
@@ -365,6 +366,7 @@ async fn run_body<S: System>(
         }
         final_read_failures.sort();
     }
+    progress.finish();
     observers_stop.stop();
     while let Some(r) = observers.join_next().await {
         r.context("role observer task failed")??;
