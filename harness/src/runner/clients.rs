@@ -95,6 +95,14 @@ pub async fn run_client<S: System>(t: ClientTask<S>) -> anyhow::Result<Tally> {
     let mut client = t.system.client(&t.node);
     let mut tally = Tally::default();
     let mut done = 0u64;
+    // Under a rate limit, clients start evenly spread over one interval.
+    t.stop
+        .sleep(super::generator::stagger(
+            t.first_process,
+            t.stride,
+            t.interval,
+        ))
+        .await;
     while Instant::now() < t.deadline && !t.stop.is_stopped() && done < t.max_ops {
         let inv = {
             let mut g = t.generator.lock().unwrap_or_else(|p| p.into_inner());
