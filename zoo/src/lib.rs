@@ -5,7 +5,7 @@
 //! the rest is the server: [`config`] (flags), [`run`] (process lifecycle),
 //! [`daemon`] (detaching), [`server`] (TCP front), [`peers`] (peer connections),
 //! [`store`] (durable data), [`eventlog`] (the node log) and one module per mode
-//! under [`modes`].
+//! under [`modes`]; [`router`] is the `zoo router` process.
 
 pub mod client;
 pub mod config;
@@ -15,6 +15,7 @@ pub mod eventlog;
 pub mod modes;
 pub mod peers;
 pub mod proto;
+pub mod router;
 pub mod run;
 pub mod server;
 pub mod store;

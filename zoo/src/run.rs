@@ -99,7 +99,7 @@ async fn run_mode<M: Mode>(
 }
 
 /// Writes the pid atomically (temporary file, then rename).
-fn write_pid_file(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn write_pid_file(path: &Path) -> anyhow::Result<()> {
     let tmp = path.with_extension("pid.tmp");
     std::fs::write(&tmp, format!("{}\n", std::process::id()))
         .and_then(|()| std::fs::rename(&tmp, path))
