@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::proto::{Cmd, Element};
+use crate::proto::{Cmd, DataImage, Element};
 
 /// The object under one key; its kind is fixed by the first command that creates it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +108,76 @@ impl Data {
                 Some(other) => Err(wrong(key, other, "register")),
             },
         }
+    }
+
+    /// Whether `cmd` would apply, without applying it.
+    pub fn check(&self, cmd: &Cmd) -> Result<(), ApplyError> {
+        let (key, wanted) = match cmd {
+            Cmd::Noop => return Ok(()),
+            Cmd::Add { key, .. } => (key, "set"),
+            Cmd::Append { key, .. } => (key, "list"),
+            Cmd::Write { key, .. } => (key, "register"),
+            Cmd::Cas { key, from, .. } => {
+                return match self.register(key)? {
+                    Some(v) if v == *from => Ok(()),
+                    found => Err(ApplyError::CasMismatch {
+                        key: key.clone(),
+                        expected: *from,
+                        found,
+                    }),
+                }
+            }
+        };
+        match self.objects.get(key) {
+            Some(o) if o.kind() != wanted => Err(wrong(key, o, wanted)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Everything, for a full resync.
+    pub fn image(&self) -> DataImage {
+        let mut image = DataImage::default();
+        for (k, o) in &self.objects {
+            match o {
+                Object::Set(s) => {
+                    image.sets.insert(k.clone(), s.iter().copied().collect());
+                }
+                Object::List(l) => {
+                    image.lists.insert(k.clone(), l.clone());
+                }
+                Object::Register(r) => {
+                    image.registers.insert(k.clone(), *r);
+                }
+            }
+        }
+        image
+    }
+
+    /// The data an image describes (a key in several maps: the last kind wins).
+    pub fn from_image(image: DataImage) -> Data {
+        let mut objects = BTreeMap::new();
+        for (k, v) in image.sets {
+            objects.insert(k, Object::Set(v.into_iter().collect()));
+        }
+        for (k, v) in image.lists {
+            objects.insert(k, Object::List(v));
+        }
+        for (k, v) in image.registers {
+            objects.insert(k, Object::Register(v));
+        }
+        Data { objects }
+    }
+
+    /// Set and list elements plus registers, over all keys.
+    pub fn element_count(&self) -> usize {
+        self.objects
+            .values()
+            .map(|o| match o {
+                Object::Set(s) => s.len(),
+                Object::List(l) => l.len(),
+                Object::Register(_) => 1,
+            })
+            .sum()
     }
 
     /// The set under `key`, sorted (empty when absent).
@@ -217,5 +287,17 @@ mod tests {
         assert_eq!(d.register("r").unwrap(), Some(8));
         assert_eq!(d.register("none").unwrap(), None);
         assert_eq!(d.len(), 3);
+        assert!(d.check(&cas(8, 9)).is_ok());
+        assert!(d.check(&cas(7, 9)).is_err());
+        assert!(d.check(&add(1)).is_ok());
+        assert!(d
+            .check(&Cmd::Write {
+                key: "s".into(),
+                value: 1
+            })
+            .is_err());
+        let round = Data::from_image(d.image());
+        assert_eq!(round, d);
+        assert_eq!(d.element_count(), 2 + 3 + 1);
     }
 }

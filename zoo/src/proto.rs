@@ -197,7 +197,8 @@ pub enum Response {
         lineage: Lineage,
         previous: Option<LineageFork>,
         offset: u64,
-        sets: BTreeMap<String, Vec<Element>>,
+        #[serde(flatten)]
+        image: DataImage,
     },
     /// A register `write` was applied (see [`Response::Added`] for the attribution).
     Written(WriteAck),
@@ -393,11 +394,77 @@ pub struct LineageFork {
     pub offset: u64,
 }
 
-/// One replicated operation.
+/// A node's whole data set in a full resync: sets (the original field) plus lists
+/// and registers, each omitted when empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataImage {
+    pub sets: BTreeMap<String, Vec<Element>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lists: BTreeMap<String, Vec<Element>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub registers: BTreeMap<String, Element>,
+}
+
+/// One replicated operation of `async-failover`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Op {
     pub key: String,
     pub value: Element,
+    /// What it does with `value`; absent: add to a set (the original shape).
+    #[serde(default, skip_serializing_if = "OpKind::is_add")]
+    pub kind: OpKind,
+}
+
+/// The kind of an [`Op`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum OpKind {
+    #[default]
+    Add,
+    Write,
+    Append,
+    Cas {
+        from: Element,
+    },
+}
+
+impl OpKind {
+    pub fn is_add(&self) -> bool {
+        *self == OpKind::Add
+    }
+}
+
+impl Op {
+    /// The command this operation applies.
+    pub fn cmd(&self) -> Cmd {
+        let (key, value) = (self.key.clone(), self.value);
+        match self.kind {
+            OpKind::Add => Cmd::Add { key, value },
+            OpKind::Write => Cmd::Write { key, value },
+            OpKind::Append => Cmd::Append { key, value },
+            OpKind::Cas { from } => Cmd::Cas {
+                key,
+                from,
+                to: value,
+            },
+        }
+    }
+
+    /// The operation of a client write command (`None` for a no-op).
+    pub fn of(cmd: &Cmd) -> Option<Op> {
+        let (key, value, kind) = match cmd {
+            Cmd::Noop => return None,
+            Cmd::Add { key, value } => (key, *value, OpKind::Add),
+            Cmd::Write { key, value } => (key, *value, OpKind::Write),
+            Cmd::Append { key, value } => (key, *value, OpKind::Append),
+            Cmd::Cas { key, from, to } => (key, *to, OpKind::Cas { from: *from }),
+        };
+        Some(Op {
+            key: key.clone(),
+            value,
+            kind,
+        })
+    }
 }
 
 /// An error answer.
@@ -502,101 +569,4 @@ pub enum ErrorCode {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_json_shapes_are_stable() {
-        let add: Request = serde_json::from_str(r#"{"op":"add","key":"k","value":-3}"#).unwrap();
-        assert_eq!(
-            add,
-            Request::Add {
-                key: "k".into(),
-                value: -3
-            }
-        );
-        let read: Request = serde_json::from_str(r#"{"op":"read","key":"k"}"#).unwrap();
-        assert_eq!(
-            read,
-            Request::Read {
-                key: "k".into(),
-                local: false
-            }
-        );
-        let role: Request = serde_json::from_str(r#"{"op":"role"}"#).unwrap();
-        assert_eq!(role, Request::Role);
-        assert_eq!(
-            serde_json::to_string(&Request::Read {
-                key: "k".into(),
-                local: true
-            })
-            .unwrap(),
-            r#"{"op":"read","key":"k","local":true}"#
-        );
-    }
-
-    #[test]
-    fn response_json_shapes_are_stable() {
-        let added = Response::Added(WriteAck {
-            key: "k".into(),
-            value: 1,
-            master: "n1".into(),
-            epoch: 2,
-        });
-        assert_eq!(
-            serde_json::to_string(&added).unwrap(),
-            r#"{"type":"added","key":"k","value":1,"master":"n1","epoch":2}"#
-        );
-        let values: Response = serde_json::from_str(
-            r#"{"type":"values","key":"k","values":[1,2],"node":"n3","role":"master","epoch":4}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            values,
-            Response::Values(ReadReply {
-                key: "k".into(),
-                values: vec![1, 2],
-                node: "n3".into(),
-                role: RoleKind::Master,
-                epoch: 4,
-            })
-        );
-        let err = Response::Error(ErrorReply::indeterminate(ErrorCode::ForwardLost, "x"));
-        assert_eq!(
-            serde_json::to_string(&err).unwrap(),
-            r#"{"type":"error","code":"forward_lost","outcome":"indeterminate","message":"x"}"#
-        );
-        let role = Response::Role(RoleInfo {
-            node: "n2".into(),
-            role: RoleKind::Replica,
-            epoch: 1,
-            master: None,
-            lineage: Lineage {
-                epoch: 1,
-                node: "n1".into(),
-            },
-            offset: 0,
-            commit: None,
-        });
-        let text = serde_json::to_string(&role).unwrap();
-        assert_eq!(
-            text,
-            r#"{"type":"role","node":"n2","role":"replica","epoch":1,"master":null,"lineage":{"epoch":1,"node":"n1"},"offset":0}"#
-        );
-        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), role);
-    }
-
-    #[test]
-    fn malformed_requests_are_rejected() {
-        for line in [
-            r#"{"op":"add","key":"k"}"#,
-            r#"{"op":"add","key":"k","value":"x"}"#,
-            r#"{"op":"add","key":"k","value":1,"extra":2}"#,
-            r#"{"op":"fly"}"#,
-            r#"[]"#,
-            "not json",
-        ] {
-            assert!(serde_json::from_str::<Request>(line).is_err(), "{line}");
-        }
-    }
-}
+mod tests;

@@ -1,11 +1,11 @@
-//! A node's durable data: sets of integers per key, held in memory and persisted to an
+//! A node's durable data (`async-failover`): per key a set, list or register of
+//! integers ([`Data`]), held in memory and persisted to an
 //! append-only log (`<data-dir>/data.log`, one JSON record a line), with the
 //! replication position (lineage, offset) and the node's epoch. Recovery replays the
 //! log; a torn last line (crash mid-write) is cut off, any other damage stops the node.
 //! A full resync replaces the log atomically with a snapshot. An exclusive lock on
 //! `<data-dir>/zoo.lock` keeps two processes off one data directory.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::proto::{Element, Lineage, LineageFork, Op};
+use crate::data::{ApplyError, Data};
+use crate::proto::{DataImage, Element, Lineage, LineageFork, Op, OpKind};
 
 /// When appends reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -41,11 +42,14 @@ enum Record {
         offset: u64,
         key: String,
         value: Element,
+        #[serde(default, skip_serializing_if = "OpKind::is_add")]
+        kind: OpKind,
     },
     Snapshot {
         meta: Meta,
         offset: u64,
-        sets: BTreeMap<String, Vec<Element>>,
+        #[serde(flatten)]
+        image: DataImage,
     },
 }
 
@@ -90,7 +94,7 @@ pub struct Store {
     fsync: FsyncPolicy,
     broken: Option<String>,
     meta: Meta,
-    sets: BTreeMap<String, BTreeSet<Element>>,
+    data: Data,
     offset: u64,
     /// Operations `log_start+1 ..= offset`, kept for replicas to fetch.
     ops: Vec<Op>,
@@ -141,7 +145,7 @@ impl Store {
             fsync,
             broken: None,
             meta: fresh_meta.clone(),
-            sets: BTreeMap::new(),
+            data: Data::default(),
             offset: 0,
             ops: Vec::new(),
             log_start: 0,
@@ -181,17 +185,26 @@ impl Store {
                 serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
             match record {
                 Record::Meta(meta) => self.meta = meta,
-                Record::Add { offset, key, value } => {
+                Record::Add {
+                    offset,
+                    key,
+                    value,
+                    kind,
+                } => {
                     if offset != self.offset + 1 {
                         return Err(corrupt(format!(
                             "add at offset {offset} follows offset {}",
                             self.offset
                         )));
                     }
-                    self.apply(Op { key, value });
+                    self.apply(Op { key, value, kind });
                 }
-                Record::Snapshot { meta, offset, sets } => {
-                    self.install(meta, offset, sets);
+                Record::Snapshot {
+                    meta,
+                    offset,
+                    image,
+                } => {
+                    self.install(meta, offset, image);
                 }
             }
             records += 1;
@@ -209,23 +222,19 @@ impl Store {
     }
 
     fn apply(&mut self, op: Op) {
-        self.sets
-            .entry(op.key.clone())
-            .or_default()
-            .insert(op.value);
+        // The master appends only operations that apply; a replica's copy of the
+        // same history applies them the same way.
+        let _ = self.data.apply(&op.cmd());
         self.ops.push(op);
         self.offset += 1;
     }
 
-    fn install(&mut self, meta: Meta, offset: u64, sets: BTreeMap<String, Vec<Element>>) {
+    fn install(&mut self, meta: Meta, offset: u64, image: DataImage) {
         self.meta = meta;
         self.offset = offset;
         self.log_start = offset;
         self.ops.clear();
-        self.sets = sets
-            .into_iter()
-            .map(|(k, v)| (k, v.into_iter().collect()))
-            .collect();
+        self.data = Data::from_image(image);
     }
 
     fn write_records(&mut self, records: &[Record]) -> Result<(), StoreError> {
@@ -266,6 +275,7 @@ impl Store {
             offset: self.offset + 1,
             key: op.key.clone(),
             value: op.value,
+            kind: op.kind,
         }])?;
         self.apply(op);
         Ok(self.offset)
@@ -286,6 +296,7 @@ impl Store {
                 offset: start + 1 + i as u64,
                 key: op.key.clone(),
                 value: op.value,
+                kind: op.kind,
             })
             .collect();
         self.write_records(&records)?;
@@ -308,7 +319,7 @@ impl Store {
         &mut self,
         meta: Meta,
         offset: u64,
-        sets: BTreeMap<String, Vec<Element>>,
+        image: DataImage,
     ) -> Result<(), StoreError> {
         if let Some(cause) = &self.broken {
             return Err(StoreError::Broken {
@@ -320,7 +331,7 @@ impl Store {
         let record = Record::Snapshot {
             meta: meta.clone(),
             offset,
-            sets: sets.clone(),
+            image: image.clone(),
         };
         let mut line = serde_json::to_vec(&record).map_err(|e| StoreError::Io {
             path: tmp.clone(),
@@ -339,7 +350,7 @@ impl Store {
             .read(true)
             .open(&self.path)
             .map_err(io_err(&self.path))?;
-        self.install(meta, offset, sets);
+        self.install(meta, offset, image);
         Ok(())
     }
 
@@ -368,24 +379,23 @@ impl Store {
     }
 
     /// The whole data set.
-    pub fn snapshot(&self) -> BTreeMap<String, Vec<Element>> {
-        self.sets
-            .iter()
-            .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
-            .collect()
+    pub fn snapshot(&self) -> DataImage {
+        self.data.image()
+    }
+
+    /// The data, for reads and for checking that an operation applies.
+    pub fn data(&self) -> &Data {
+        &self.data
     }
 
     /// The set under `key`, sorted.
-    pub fn read(&self, key: &str) -> Vec<Element> {
-        self.sets
-            .get(key)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
+    pub fn read(&self, key: &str) -> Result<Vec<Element>, ApplyError> {
+        self.data.set(key)
     }
 
-    /// Number of distinct elements over all keys.
+    /// Number of elements (and registers) over all keys.
     pub fn element_count(&self) -> usize {
-        self.sets.values().map(BTreeSet::len).sum()
+        self.data.element_count()
     }
 }
 
@@ -406,6 +416,7 @@ mod tests {
 
     fn op(key: &str, value: Element) -> Op {
         Op {
+            kind: OpKind::Add,
             key: key.into(),
             value,
         }
@@ -432,12 +443,13 @@ mod tests {
             let (mut s, rec) = Store::open(dir.path(), FsyncPolicy::Never, meta(9, "zz")).unwrap();
             assert!(!rec.fresh);
             assert_eq!(s.offset(), 3);
-            assert_eq!(s.read("a"), vec![1, 2]);
+            assert_eq!(s.read("a").unwrap(), vec![1, 2]);
             assert_eq!(s.meta(), &meta(2, "n2"));
             assert_eq!(s.ops_after(1, 10), Some(vec![op("a", 2), op("b", 3)]));
-            let mut sets = BTreeMap::new();
-            sets.insert("c".to_string(), vec![5, 6]);
-            s.replace_with_snapshot(meta(3, "n3"), 40, sets).unwrap();
+            let mut image = DataImage::default();
+            image.sets.insert("c".to_string(), vec![5, 6]);
+            image.registers.insert("r".to_string(), 9);
+            s.replace_with_snapshot(meta(3, "n3"), 40, image).unwrap();
             s.append(op("c", 7)).unwrap();
             assert_eq!(
                 s.ops_after(3, 10),
@@ -446,8 +458,8 @@ mod tests {
             );
         }
         let (s, _) = Store::open(dir.path(), FsyncPolicy::Never, meta(9, "zz")).unwrap();
-        assert_eq!(s.read("a"), Vec::<Element>::new());
-        assert_eq!(s.read("c"), vec![5, 6, 7]);
+        assert_eq!(s.read("a").unwrap(), Vec::<Element>::new());
+        assert_eq!(s.read("c").unwrap(), vec![5, 6, 7]);
         assert_eq!(s.offset(), 41);
         assert_eq!(s.meta(), &meta(3, "n3"));
         assert_eq!(s.ops_after(40, 10), Some(vec![op("c", 7)]));
@@ -471,7 +483,7 @@ mod tests {
             s.append(op("a", 2)).unwrap();
         }
         let (s, _) = Store::open(dir.path(), FsyncPolicy::Always, meta(1, "n1")).unwrap();
-        assert_eq!(s.read("a"), vec![1, 2]);
+        assert_eq!(s.read("a").unwrap(), vec![1, 2]);
         drop(s);
         let text = fs::read_to_string(&path).unwrap();
         fs::write(&path, text.replacen("\"offset\":2", "\"offset\":5", 1)).unwrap();

@@ -240,3 +240,62 @@ async fn replica_without_master_refuses_writes_definitely() {
         other => panic!("expected no_master, got {other}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_and_lists_replicate_and_survive_a_replica_restart() {
+    let mut c = Cluster::start(3, &["--client-routing", "redirect"]).await;
+    wait_master(&c, 0, 1, &[1, 2]).await;
+    // A replica redirects clients to the master.
+    match c
+        .call(
+            1,
+            &Request::Write {
+                key: "r".into(),
+                value: 1,
+            },
+        )
+        .await
+    {
+        Response::Error(e) => {
+            assert_eq!(
+                (e.code, e.master.as_deref()),
+                (ErrorCode::Redirect, Some("n1"))
+            );
+            assert_eq!(e.addr, Some(c.nodes[0].addr.to_string()));
+        }
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+    let mut m = c.client(0).await;
+    assert_eq!(m.write("r", 1, CALL).await.unwrap().epoch, 1);
+    m.cas("r", 1, 2, CALL).await.unwrap();
+    let e = m.cas("r", 1, 3, CALL).await.unwrap_err();
+    assert!(
+        matches!(&e, zoo::client::CallError::Server(r) if r.code == ErrorCode::CasMismatch),
+        "{e}"
+    );
+    for v in [3, 1, 2] {
+        m.append("l", v, CALL).await.unwrap();
+    }
+    let e = m.append("r", 9, CALL).await.unwrap_err();
+    assert!(
+        matches!(&e, zoo::client::CallError::Server(r) if r.code == ErrorCode::WrongType),
+        "{e}"
+    );
+    let addr = c.nodes[2].addr;
+    wait_for("n3 holds the list and the register", || async move {
+        let mut cl = zoo::client::Client::connect(addr, CALL).await.ok()?;
+        let l = cl.read_list("l", true, CALL).await.ok()?.values;
+        let r = cl.get("r", true, CALL).await.ok()?.value;
+        (l == vec![3, 1, 2] && r == Some(2)).then_some(())
+    })
+    .await;
+    c.kill9(2);
+    c.spawn(2);
+    c.wait_up(2).await;
+    let mut cl = c.client(2).await;
+    assert_eq!(
+        cl.read_list("l", true, CALL).await.unwrap().values,
+        vec![3, 1, 2]
+    );
+    assert_eq!(cl.get("r", true, CALL).await.unwrap().value, Some(2));
+}

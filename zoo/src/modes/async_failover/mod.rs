@@ -20,14 +20,14 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{ClientRouting, Config};
 use crate::eventlog::EventLog;
 use crate::log_event;
+use crate::modes::ops::{ack, answer_read, apply_error, command_of, is_local_read};
 use crate::modes::Mode;
 use crate::peers::PeerPool;
 use crate::proto::{
-    Element, ErrorCode, ErrorReply, Lineage, Op, ReadReply, Request, Response, RoleInfo, RoleKind,
-    WriteAck,
+    Cmd, ErrorCode, ErrorReply, Lineage, Op, Request, Response, RoleInfo, RoleKind,
 };
 use crate::server::{Handler, Reply};
 use crate::store::{Meta, Store};
@@ -171,9 +171,6 @@ impl Handler for AsyncFailover {
 impl AsyncFailover {
     async fn dispatch(&self, request: Request) -> Response {
         match request {
-            Request::Add { key, value } => self.client_add(key, value).await,
-            Request::Read { key, local: true } => self.local_read(&key),
-            Request::Read { key, local: false } => self.client_read(key).await,
             Request::Role => Response::Role(self.role_info()),
             Request::Ping { from, view } => {
                 self.observe(&from, view);
@@ -186,35 +183,89 @@ impl AsyncFailover {
                 offset,
                 wait_ms,
             } => self.serve_fetch(&from, lineage, offset, wait_ms).await,
-            Request::ForwardAdd { from, key, value } => {
-                self.master_add(&key, value).unwrap_or_else(|| {
-                    error(
-                        ErrorCode::NotMaster,
-                        format!(
-                            "{} is not master (write forwarded by {from})",
-                            self.cfg.node
-                        ),
-                    )
-                })
-            }
+            Request::ForwardAdd { from, key, value } => self
+                .master_write(&Cmd::Add { key, value })
+                .unwrap_or_else(|| self.not_master(&from)),
             Request::ForwardRead { from, key } => {
-                if lock(&self.state).role == RoleKind::Master {
-                    self.local_read(&key)
-                } else {
-                    error(
-                        ErrorCode::NotMaster,
-                        format!("{} is not master (read forwarded by {from})", self.cfg.node),
-                    )
+                self.master_read(&Request::Read { key, local: true }, &from)
+            }
+            Request::Forward { from, request } => {
+                if request.peer_sender().is_some() {
+                    return error(
+                        ErrorCode::BadRequest,
+                        format!("forward from {from} wraps a peer request"),
+                    );
+                }
+                match command_of(&request) {
+                    Some(cmd) => self
+                        .master_write(&cmd)
+                        .unwrap_or_else(|| self.not_master(&from)),
+                    None => self.master_read(&request, &from),
                 }
             }
             Request::DebugBlockPeers { peers } => self.debug_block(&peers),
-            other => error(
+            Request::Vote { .. } | Request::AppendEntries { .. } | Request::Gossip { .. } => error(
                 ErrorCode::Unsupported,
                 format!(
-                    "mode async-failover serves only add, read and role, not {}",
-                    other.op_name()
+                    "mode async-failover does not serve peer request {}",
+                    request.op_name()
                 ),
             ),
+            client => self.client(client).await,
+        }
+    }
+
+    fn not_master(&self, from: &str) -> Response {
+        error(
+            ErrorCode::NotMaster,
+            format!(
+                "{} is not master (operation forwarded by {from})",
+                self.cfg.node
+            ),
+        )
+    }
+
+    /// A client operation: local reads here, the rest on the master (forwarded or
+    /// redirected when this node is a replica).
+    async fn client(&self, request: Request) -> Response {
+        if is_local_read(&request) {
+            return self.local_read(&request);
+        }
+        let from = self.cfg.node.clone();
+        let forward = match command_of(&request) {
+            Some(cmd) => {
+                if let Some(done) = self.master_write(&cmd) {
+                    return done;
+                }
+                match request {
+                    Request::Add { key, value } => Request::ForwardAdd { from, key, value },
+                    other => Request::Forward {
+                        from,
+                        request: Box::new(other),
+                    },
+                }
+            }
+            None => {
+                if lock(&self.state).role == RoleKind::Master {
+                    return self.local_read(&request);
+                }
+                match request {
+                    Request::Read { key, .. } => Request::ForwardRead { from, key },
+                    other => Request::Forward {
+                        from,
+                        request: Box::new(other),
+                    },
+                }
+            }
+        };
+        self.forward(forward).await
+    }
+
+    fn master_read(&self, request: &Request, from: &str) -> Response {
+        if lock(&self.state).role == RoleKind::Master {
+            self.local_read(request)
+        } else {
+            self.not_master(from)
         }
     }
 
@@ -232,70 +283,41 @@ impl AsyncFailover {
         }
     }
 
-    fn local_read(&self, key: &str) -> Response {
+    fn local_read(&self, request: &Request) -> Response {
         let st = lock(&self.state);
-        let values = lock(&self.store).read(key);
-        Response::Values(ReadReply {
-            key: key.to_string(),
-            values,
-            node: self.cfg.node.clone(),
-            role: st.role,
-            epoch: st.epoch,
-        })
+        let store = lock(&self.store);
+        answer_read(store.data(), request, &self.cfg.node, st.role, st.epoch)
     }
 
-    /// Applies an add if this node is master; `None` when it is not.
-    fn master_add(&self, key: &str, value: Element) -> Option<Response> {
+    /// Applies a write if this node is master; `None` when it is not.
+    fn master_write(&self, cmd: &Cmd) -> Option<Response> {
         let st = lock(&self.state);
         if st.role != RoleKind::Master {
             return None;
         }
         let mut store = lock(&self.store);
-        let op = Op {
-            key: key.to_string(),
-            value,
+        if let Err(e) = store.data().check(cmd) {
+            return Some(apply_error(e));
+        }
+        let Some(op) = Op::of(cmd) else {
+            return Some(error(
+                ErrorCode::BadRequest,
+                "noop is not a client operation".into(),
+            ));
         };
         Some(match store.append(op) {
             Ok(offset) => {
                 self.offset_tx.send_replace(offset);
-                Response::Added(WriteAck {
-                    key: key.to_string(),
-                    value,
-                    master: self.cfg.node.clone(),
-                    epoch: st.epoch,
-                })
+                ack(cmd, &self.cfg.node, st.epoch)
             }
             Err(e) => {
-                log_event!(self.log, "storage-error", "add {key}={value}: {e}");
+                log_event!(self.log, "storage-error", "{cmd:?}: {e}");
                 Response::Error(ErrorReply::indeterminate(
                     ErrorCode::Storage,
                     format!("{}: {e}", self.cfg.node),
                 ))
             }
         })
-    }
-
-    async fn client_add(&self, key: String, value: Element) -> Response {
-        if let Some(done) = self.master_add(&key, value) {
-            return done;
-        }
-        let request = Request::ForwardAdd {
-            from: self.cfg.node.clone(),
-            key,
-            value,
-        };
-        self.forward(request).await
-    }
-
-    async fn client_read(&self, key: String) -> Response {
-        if lock(&self.state).role == RoleKind::Master {
-            return self.local_read(&key);
-        }
-        let request = Request::ForwardRead {
-            from: self.cfg.node.clone(),
-            key,
-        };
-        self.forward(request).await
     }
 
     /// Sends a client operation to the master this replica believes in and relays
@@ -308,6 +330,15 @@ impl AsyncFailover {
                 format!("{} is not master and knows no master", self.cfg.node),
             );
         };
+        if self.cfg.client_routing == ClientRouting::Redirect {
+            return match self.cfg.nodes.get(&master) {
+                Some(addr) => Response::Error(ErrorReply::redirect(&self.cfg.node, &master, *addr)),
+                None => error(
+                    ErrorCode::NoMaster,
+                    format!("{}: master {master} is not in --peers", self.cfg.node),
+                ),
+            };
+        }
         match self
             .peers
             .call(&master, &request, self.cfg.peer_timeout)

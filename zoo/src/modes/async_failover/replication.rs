@@ -4,15 +4,15 @@
 //! writes nobody else has) the master sends a snapshot and the replica replaces its
 //! data with it: a full resync, which is where acknowledged writes get lost.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::{error, lock, AsyncFailover};
+use crate::data::Data;
 use crate::log_event;
-use crate::proto::{Element, ErrorCode, Lineage, LineageFork, Op, Request, Response, RoleKind};
+use crate::proto::{DataImage, ErrorCode, Lineage, LineageFork, Op, Request, Response, RoleKind};
 use crate::server::stopped;
 use crate::store::Meta;
 
@@ -74,7 +74,7 @@ impl AsyncFailover {
                             lineage: meta.lineage.clone(),
                             previous: meta.previous.clone(),
                             offset: current,
-                            sets: store.snapshot(),
+                            image: store.snapshot(),
                         };
                     }
                 }
@@ -140,7 +140,7 @@ impl AsyncFailover {
         lineage: Lineage,
         previous: Option<LineageFork>,
         offset: u64,
-        sets: BTreeMap<String, Vec<Element>>,
+        image: DataImage,
     ) {
         let mut st = lock(&self.state);
         if st.role != RoleKind::Replica || st.master.as_deref() != Some(master) {
@@ -148,7 +148,7 @@ impl AsyncFailover {
         }
         st.master_contact = Instant::now();
         let mut store = lock(&self.store);
-        let incoming: usize = sets.values().map(Vec::len).sum();
+        let incoming = Data::from_image(image.clone()).element_count();
         log_event!(
             self.log,
             "full-resync",
@@ -162,7 +162,7 @@ impl AsyncFailover {
             lineage,
             previous,
         };
-        match store.replace_with_snapshot(meta, offset, sets) {
+        match store.replace_with_snapshot(meta, offset, image) {
             Ok(()) => {
                 self.offset_tx.send_replace(offset);
             }
@@ -218,8 +218,8 @@ pub(super) fn spawn(node: &Arc<AsyncFailover>, mut shutdown: watch::Receiver<boo
                     lineage,
                     previous,
                     offset,
-                    sets,
-                }) => node.apply_snapshot(&master, lineage, previous, offset, sets),
+                    image,
+                }) => node.apply_snapshot(&master, lineage, previous, offset, image),
                 // Not master (any more) or unreachable: the heartbeats will sort out
                 // whom to follow; try again shortly.
                 Ok(_) | Err(_) => pause(&mut shutdown, wait).await,

@@ -31,13 +31,11 @@ use crate::eventlog::EventLog;
 use crate::log_event;
 use crate::modes::Mode;
 use crate::peers::PeerPool;
-use crate::proto::{
-    CasAck, Cmd, Element, Entry, ErrorCode, ErrorReply, Lineage, ReadReply, RegisterReply, Request,
-    Response, RoleInfo, WriteAck,
-};
+use crate::proto::{Cmd, Entry, ErrorCode, ErrorReply, Lineage, Request, Response, RoleInfo};
 use crate::server::{Handler, Reply};
 
 use self::log::RaftLog;
+use super::ops::{ack, answer_read, apply_error, command_of, is_local_read};
 
 /// Which behaviour the engine runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,13 +275,7 @@ impl RepLog {
     /// A client operation: served here when it is local or this node is master,
     /// else forwarded or redirected.
     async fn client(&self, request: Request) -> Response {
-        let local = matches!(
-            request,
-            Request::Read { local: true, .. }
-                | Request::Get { local: true, .. }
-                | Request::ReadList { local: true, .. }
-        );
-        if local {
+        if is_local_read(&request) {
             return self.read_local(&request);
         }
         let leader = {
@@ -441,44 +433,13 @@ impl RepLog {
 
     fn read_local(&self, request: &Request) -> Response {
         let core = lock(&self.core);
-        let (role, epoch, node) = (core.role_kind(), core.log.term, self.cfg.node.clone());
-        let result = match request {
-            Request::Read { key, .. } => core.data.set(key).map(|values| {
-                Response::Values(ReadReply {
-                    key: key.clone(),
-                    values,
-                    node,
-                    role,
-                    epoch,
-                })
-            }),
-            Request::ReadList { key, .. } => core.data.list(key).map(|values| {
-                Response::List(ReadReply {
-                    key: key.clone(),
-                    values,
-                    node,
-                    role,
-                    epoch,
-                })
-            }),
-            Request::Get { key, .. } => core.data.register(key).map(|value| {
-                Response::Register(RegisterReply {
-                    key: key.clone(),
-                    value,
-                    siblings: Vec::new(),
-                    node,
-                    role,
-                    epoch,
-                })
-            }),
-            other => {
-                return error(
-                    ErrorCode::BadRequest,
-                    format!("{} is not a read", other.op_name()),
-                )
-            }
-        };
-        result.unwrap_or_else(apply_error)
+        answer_read(
+            &core.data,
+            request,
+            &self.cfg.node,
+            core.role_kind(),
+            core.log.term,
+        )
     }
 
     fn debug_block(&self, peers: &[String]) -> Response {
@@ -504,64 +465,6 @@ impl RepLog {
             Err(e) => error(ErrorCode::BadRequest, format!("debug_block_peers: {e}")),
         }
     }
-}
-
-/// The replicated command of a client write, `None` for reads.
-fn command_of(request: &Request) -> Option<Cmd> {
-    Some(match request {
-        Request::Add { key, value } => Cmd::Add {
-            key: key.clone(),
-            value: *value,
-        },
-        Request::Write { key, value } => Cmd::Write {
-            key: key.clone(),
-            value: *value,
-        },
-        Request::Append { key, value } => Cmd::Append {
-            key: key.clone(),
-            value: *value,
-        },
-        Request::Cas { key, from, to } => Cmd::Cas {
-            key: key.clone(),
-            from: *from,
-            to: *to,
-        },
-        _ => return None,
-    })
-}
-
-/// The acknowledgement of an applied write.
-pub(crate) fn ack(cmd: &Cmd, master: &str, epoch: u64) -> Response {
-    let w = |key: &String, value: &Element| WriteAck {
-        key: key.clone(),
-        value: *value,
-        master: master.to_string(),
-        epoch,
-    };
-    match cmd {
-        Cmd::Add { key, value } => Response::Added(w(key, value)),
-        Cmd::Write { key, value } => Response::Written(w(key, value)),
-        Cmd::Append { key, value } => Response::Appended(w(key, value)),
-        Cmd::Cas { key, from, to } => Response::CasOk(CasAck {
-            key: key.clone(),
-            from: *from,
-            to: *to,
-            master: master.to_string(),
-            epoch,
-        }),
-        Cmd::Noop => Response::Error(ErrorReply::not_applied(
-            ErrorCode::BadRequest,
-            "noop is not a client operation",
-        )),
-    }
-}
-
-pub(crate) fn apply_error(e: ApplyError) -> Response {
-    let code = match e {
-        ApplyError::WrongType { .. } => ErrorCode::WrongType,
-        ApplyError::CasMismatch { .. } => ErrorCode::CasMismatch,
-    };
-    error(code, e.to_string())
 }
 
 impl Handler for RepLog {
