@@ -129,8 +129,22 @@ fn role_obs(op: &Op) -> Option<(String, Obs)> {
     ))
 }
 
-fn final_values(history: &[Op]) -> HashMap<String, HashSet<String>> {
-    let mut out: HashMap<String, HashSet<String>> = HashMap::new();
+/// A value as a hashable key: integers as themselves, anything else as its JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ValueKey {
+    Int(i64),
+    Json(String),
+}
+
+impl ValueKey {
+    fn of(v: &Value) -> ValueKey {
+        v.as_i64()
+            .map_or_else(|| ValueKey::Json(v.to_string()), ValueKey::Int)
+    }
+}
+
+fn final_values(history: &[Op]) -> HashMap<String, HashSet<ValueKey>> {
+    let mut out: HashMap<String, HashSet<ValueKey>> = HashMap::new();
     for op in history {
         if op.f == "read"
             && op.kind == OpType::Ok
@@ -138,7 +152,7 @@ fn final_values(history: &[Op]) -> HashMap<String, HashSet<String>> {
         {
             if let (Some(k), Some(vs)) = (&op.key, op.value.as_array()) {
                 let set = out.entry(k.clone()).or_default();
-                set.extend(vs.iter().map(Value::to_string));
+                set.extend(vs.iter().map(ValueKey::of));
             }
         }
     }
@@ -168,7 +182,7 @@ fn writes(history: &[Op]) -> Vec<Write> {
                         .key
                         .as_ref()
                         .and_then(|k| finals.get(k))
-                        .is_some_and(|s| !s.contains(&op.value.to_string()));
+                        .is_some_and(|s| !s.contains(&ValueKey::of(&op.value)));
                 out.push(Write {
                     start,
                     end: op.time,
