@@ -314,3 +314,45 @@ async fn fixed_master_never_fails_over_and_redirects_clients() {
     c.client(0).await.add(KEY, 6, CALL).await.unwrap();
     c.wait_converged(KEY, &[1, 2, 3, 4, 5, 6]).await;
 }
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_paused_leader_wakes_as_follower_and_sigterm_stops_cleanly() {
+    let c = Cluster::start_mode("raft", 3, &[]).await;
+    let (l, term) = leader(&c, &[0, 1, 2]).await;
+    for v in 1..=5 {
+        add_ok(&c, l, v).await;
+    }
+    let pid = c.pid(l);
+    signal(pid, "-STOP");
+    let rest: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    let (l2, term2) = leader(&c, &rest).await;
+    assert!(term2 > term);
+    for v in 6..=8 {
+        add_ok(&c, l2, v).await;
+    }
+    signal(pid, "-CONT");
+    // The woken leader learns the new term and serves only current data.
+    let (_, _) = leader(&c, &[0, 1, 2]).await;
+    let read = c.client(l).await.read(KEY, false, CALL).await.unwrap();
+    assert_eq!(read.values, (1..=8).collect::<Vec<_>>());
+    assert_one_master_per_term(&c);
+    signal(c.pid(l2), "-TERM");
+    let log = c.nodes[l2].log.clone();
+    wait_for("SIGTERM logs a clean exit", || {
+        let log = log.clone();
+        async move {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.contains("exit clean").then_some(())
+        }
+    })
+    .await;
+}
