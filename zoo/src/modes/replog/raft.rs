@@ -291,7 +291,7 @@ impl RepLog {
     async fn campaign(self: &Arc<Self>) {
         let (term, last_index, last_term) = {
             let mut core = lock(&self.core);
-            let term = core.log.term + 1;
+            let term = core.log.term.saturating_add(1);
             if let Err(e) = core.log.set_state(term, Some(self.cfg.node.clone())) {
                 log_event!(self.log, "storage-error", "candidacy not persisted: {e}");
                 return;

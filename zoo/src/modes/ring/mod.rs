@@ -171,7 +171,8 @@ impl RingNode {
                 Policy::LastWriteWins => Default::default(),
                 Policy::VectorClock => {
                     let mut c = current.clock;
-                    *c.entry(self.cfg.node.clone()).or_insert(0) += 1;
+                    let n = c.entry(self.cfg.node.clone()).or_insert(0);
+                    *n = n.saturating_add(1);
                     c
                 }
             },
