@@ -55,7 +55,8 @@ pub fn prepare(
     model: Option<ModelKind>,
     text: &str,
 ) -> Result<Prepared, InputError> {
-    let parsed = formats::parse(format, text)?;
+    let mut parsed = formats::parse(format, text)?;
+    drop_role_observations(&mut parsed);
     let operations = pair(&parsed.ops, format.pair_options()).map_err(|e| InputError {
         line: parsed.lines.get(e.pos).copied().unwrap_or(0),
         column: 1,
@@ -82,6 +83,21 @@ pub fn prepare(
     })
 }
 
+/// Leader observations (`f` = `role`, recorded by splitbrain for the dual-master
+/// checker) ask a node about itself; they are no operations on the object checked.
+fn drop_role_observations(parsed: &mut Parsed) {
+    if !parsed.ops.iter().any(|o| o.f == "role") {
+        return;
+    }
+    let (ops, lines): (Vec<_>, Vec<_>) = std::mem::take(&mut parsed.ops)
+        .into_iter()
+        .zip(std::mem::take(&mut parsed.lines))
+        .filter(|(o, _)| o.f != "role")
+        .unzip();
+    parsed.ops = ops;
+    parsed.lines = lines;
+}
+
 /// Runs the check.
 pub fn check(p: &Prepared, opts: &CheckOptions) -> Result<CheckResult, InputError> {
     p.model
@@ -91,4 +107,27 @@ pub fn check(p: &Prepared, opts: &CheckOptions) -> Result<CheckResult, InputErro
             column: 1,
             message: e.message,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Validity;
+
+    #[test]
+    fn role_observations_are_dropped_and_lines_still_point_at_the_source() {
+        let text = r#"{"index":0,"time":1,"process":2000000,"type":"invoke","f":"role","node":"n1"}
+{"index":1,"time":2,"process":2000000,"type":"ok","f":"role","value":{"role":"master","epoch":1},"node":"n1"}
+{"index":2,"time":3,"process":1,"type":"invoke","f":"write","key":"r0","value":1}
+{"index":3,"time":4,"process":1,"type":"ok","f":"write","key":"r0","value":1}
+{"index":4,"time":5,"process":1,"type":"invoke","f":"read","key":"r0","value":null}
+{"index":5,"time":6,"process":1,"type":"ok","f":"read","key":"r0","value":1}
+"#;
+        let p = prepare(Format::Jsonl, None, text).unwrap();
+        assert_eq!(p.model, ModelKind::Register);
+        assert_eq!(p.operations.len(), 2);
+        assert_eq!((p.line_of(0), p.line_of(1)), (3, 5));
+        let r = check(&p, &CheckOptions::default()).unwrap();
+        assert_eq!(r.verdict, Validity::Valid);
+    }
 }
