@@ -13,7 +13,11 @@ use harness::report::{self, findings, plots, timeline};
 #[test]
 fn a_large_run_gives_a_bounded_exact_report() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("big").join("20261122T101010");
+    // SPLITBRAIN_KEEP_LARGE=<dir> keeps the run there, to time `splitbrain report` on it.
+    let dir = match std::env::var("SPLITBRAIN_KEEP_LARGE") {
+        Ok(d) if !d.is_empty() => std::path::PathBuf::from(d),
+        _ => tmp.path().join("big").join("20261122T101010"),
+    };
     let syn = report_support::write_run_with(&dir, "big", 120_000, false);
     let t = std::time::Instant::now();
     let (run, _) = report::rebuild(&dir).unwrap();

@@ -104,7 +104,13 @@ pub struct Analysis {
     pub history_len: usize,
     /// Completions that had no invocation (reported, not fatal).
     pub orphans: usize,
+    /// `role` observations (leader checks): judged by the dual-master checker, left
+    /// out of the client ops here.
+    pub observations: usize,
 }
+
+/// The function of leader observations, kept out of the client ops.
+pub const OBSERVATION: &str = "role";
 
 const WRITE_FNS: &[&str] = &["add", "write", "cas", "append"];
 
@@ -164,6 +170,9 @@ pub fn analyse(history: &[Op]) -> Analysis {
                         }
                     }
                 }
+            }
+            Process::Client(_) if op.f == OBSERVATION => {
+                a.observations += usize::from(op.kind == OpType::Invoke);
             }
             Process::Client(p) => {
                 if op.kind == OpType::Invoke {
@@ -422,11 +431,14 @@ mod tests {
             op(10, 700, c(2), Invoke, "add", json!(4)),
             op(11, 740, c(2), Ok, "add", json!(4)),
             op(12, 800, c(3), Invoke, "read", Value::Null),
+            op(14, 810, c(7), Invoke, "role", Value::Null),
+            op(15, 811, c(7), Ok, "role", json!({"role": "master"})),
             op(13, 900, c(4), Ok, "read", Value::Null),
         ];
         let a = analyse(&h);
         assert_eq!(a.ops.len(), 5);
         assert_eq!(a.orphans, 1);
+        assert_eq!(a.observations, 1);
         assert_eq!(a.ops[0].acked_by.as_deref(), Some("n1"));
         assert_eq!(a.ops[1].outcome, Outcome::Info);
         assert!((a.ops[1].latency_ms().unwrap() - 200.0).abs() < 1e-6);

@@ -29,7 +29,15 @@ pub struct Side {
     pub node: String,
     pub epochs: Vec<u64>,
     pub writes_accepted: usize,
+    /// All lost writes; `lost` keeps the first few (older results: `lost` only).
+    pub writes_lost: Option<usize>,
     pub lost: Vec<WriteRef>,
+}
+
+impl Side {
+    pub fn lost_count(&self) -> usize {
+        self.writes_lost.unwrap_or(self.lost.len())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -75,11 +83,11 @@ fn lost_refs(s: &Side) -> String {
         .take(10)
         .map(|w| format!("op {} {} {}", w.index, w.f, w.value))
         .collect();
-    let more = s.lost.len().saturating_sub(10);
-    if more > 0 {
-        format!("{} and {more} more", shown.join(", "))
-    } else {
-        shown.join(", ")
+    let more = s.lost_count().saturating_sub(shown.len());
+    match (shown.is_empty(), more) {
+        (true, _) => String::new(),
+        (false, 0) => format!(": {}", shown.join(", ")),
+        (false, _) => format!(": {} and {more} more", shown.join(", ")),
     }
 }
 
@@ -117,11 +125,11 @@ pub fn dual_html(out: &mut String, d: &DualDetails) {
             let epochs: Vec<String> = s.epochs.iter().map(|e| e.to_string()).collect();
             let _ = write!(
                 out,
-                "<tr>{head}<td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{} {}</td></tr>",
+                "<tr>{head}<td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}{}</td></tr>",
                 esc(&s.node),
                 esc(&epochs.join(", ")),
                 s.writes_accepted,
-                s.lost.len(),
+                s.lost_count(),
                 esc(&lost_refs(s))
             );
         }
@@ -147,7 +155,7 @@ pub fn dual_md(out: &mut String, d: &DualDetails) {
             let epochs: Vec<String> = s.epochs.iter().map(|e| e.to_string()).collect();
             let _ = writeln!(
                 out,
-                "| D{} | {} | {} | {} | {} | {} | {} | {} {} |",
+                "| D{} | {} | {} | {} | {} | {} | {} | {}{} |",
                 i + 1,
                 fmt_s(iv.start as f64 / 1e9),
                 fmt_s(iv.end as f64 / 1e9),
@@ -155,7 +163,7 @@ pub fn dual_md(out: &mut String, d: &DualDetails) {
                 s.node,
                 epochs.join(", "),
                 s.writes_accepted,
-                s.lost.len(),
+                s.lost_count(),
                 lost_refs(s).replace('|', "\\|")
             );
         }
@@ -227,4 +235,38 @@ pub fn counterexample(run: &Run, details: &serde_json::Value) -> Result<(String,
         None => body,
     };
     Ok((page, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_counts_use_the_full_count_not_the_kept_examples() {
+        let d = DualDetails::of(&serde_json::json!({"observations": 9, "dual_ns": 2_000_000_000u64,
+            "intervals": [{"start": 1_000_000_000u64, "end": 3_000_000_000u64, "kind": "both-accepted-writes",
+            "masters": [{"node": "n1", "epochs": [1], "writes_accepted": 400, "writes_lost": 358,
+            "lost": [{"index": 26, "f": "add", "value": 5}, {"index": 63, "f": "add", "value": 13}]},
+            {"node": "n2", "epochs": [2], "writes_accepted": 10, "lost": []}]}]}))
+        .unwrap();
+        assert_eq!(d.spans(), vec![(1.0, 3.0)]);
+        let s = &d.intervals[0].masters;
+        assert_eq!((s[0].lost_count(), s[1].lost_count()), (358, 0));
+        assert_eq!(lost_refs(&s[0]), ": op 26 add 5, op 63 add 13 and 356 more");
+        assert_eq!(lost_refs(&s[1]), "");
+        let mut html = String::new();
+        dual_html(&mut html, &d);
+        assert!(
+            html.contains("<td class=\"n\">400</td><td>358: op 26 add 5"),
+            "{html}"
+        );
+        let mut md = String::new();
+        dual_md(&mut md, &d);
+        assert!(
+            md.contains(
+                "| D1 | 1.000 s | 3.000 s | both-accepted-writes | n1 | 1 | 400 | 358: op 26"
+            ),
+            "{md}"
+        );
+    }
 }

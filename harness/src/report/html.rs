@@ -292,7 +292,18 @@ fn perf_section(out: &mut String, run: &Run, latency: &str, rate: &str) {
             esc(&q.f), q.count, q.ok, q.fail, q.info, q.p50, q.p90, q.p99, q.max
         );
     }
-    out.push_str("</table><p>Final reads are left out of the quantiles and plots.</p>");
+    let _ = write!(
+        out,
+        "</table><p>Final reads{} are left out of the quantiles and plots.</p>",
+        if a.observations > 0 {
+            format!(
+                " and the {} role observations (leader checks)",
+                a.observations
+            )
+        } else {
+            String::new()
+        }
+    );
     let _ = write!(
         out,
         "<h2 id=\"throughput\">Throughput</h2><div class=\"plot\">{rate}</div>"
