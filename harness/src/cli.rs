@@ -270,17 +270,40 @@ fn default_zoo_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("zoo"))
 }
 
-fn resolve_nodes(args: &TestArgs, ssh: &mut SshOptions) -> anyhow::Result<(Vec<NodeSpec>, bool)> {
+/// How long a lab run waits for another run on the lab to finish.
+const LAB_WAIT: Duration = Duration::from_secs(1800);
+
+/// Holds the lab for one run: two runs deploying on the same lab nodes would wipe each
+/// other's system mid-run and report the damage as lost writes. Skipped when the
+/// parent process already holds it (see [`lab::LOCK_HELD_ENV`]).
+fn hold_lab() -> anyhow::Result<Option<lab::LabLock>> {
+    if std::env::var(lab::LOCK_HELD_ENV).is_ok_and(|v| v == "1") {
+        return Ok(None);
+    }
+    if let Ok(lock) = lab::exclusive_use(Duration::from_millis(200)) {
+        return Ok(Some(lock));
+    }
+    eprintln!("splitbrain: waiting for the lab: another run or lab test is using it");
+    Ok(Some(
+        lab::exclusive_use(LAB_WAIT).context("waiting for the local lab")?,
+    ))
+}
+
+/// The nodes of a run; for the lab, also the lock that keeps other runs off it.
+type ResolvedNodes = (Vec<NodeSpec>, bool, Option<lab::LabLock>);
+
+fn resolve_nodes(args: &TestArgs, ssh: &mut SshOptions) -> anyhow::Result<ResolvedNodes> {
     if let Some(list) = &args.nodes {
-        return Ok((nodes::parse_nodes_flag(list)?, false));
+        return Ok((nodes::parse_nodes_flag(list)?, false, None));
     }
     if let Some(file) = &args.nodes_file {
-        return Ok((nodes::read_nodes_file(file)?, false));
+        return Ok((nodes::read_nodes_file(file)?, false, None));
     }
     eprintln!(
         "splitbrain: no --nodes given: using the local lab ({})",
         lab::DEFAULT_STATE_DIR
     );
+    let lock = hold_lab()?;
     let info = lab::up(&LabConfig::default()).context("bringing up the local lab")?;
     if args.ssh_private_key.is_none() {
         ssh.private_key = Some(info.private_key.clone());
@@ -289,7 +312,7 @@ fn resolve_nodes(args: &TestArgs, ssh: &mut SshOptions) -> anyhow::Result<(Vec<N
     if args.known_hosts.is_none() {
         ssh.known_hosts = info.known_hosts.clone();
     }
-    Ok((info.nodes, true))
+    Ok((info.nodes, true, lock))
 }
 
 /// The runtime every test runs on.
@@ -380,7 +403,7 @@ pub(crate) fn run_one(
             k.display()
         );
     }
-    let (nodes, is_lab) = resolve_nodes(args, &mut ssh)?;
+    let (nodes, is_lab, _lab_lock) = resolve_nodes(args, &mut ssh)?;
     let make_zoo = || -> anyhow::Result<Zoo> {
         let mut zoo = Zoo::new(
             &args.zoo_mode,

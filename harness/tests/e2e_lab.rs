@@ -49,6 +49,7 @@ fn zoo_binary() -> PathBuf {
 
 fn run(args: &[&str], results: &Path) -> (i32, Value, String) {
     let out = Command::new(splitbrain())
+        .env(lab::LOCK_HELD_ENV, "1")
         .arg("test")
         .args(args)
         .arg("--results-dir")
@@ -189,6 +190,7 @@ fn bad_credentials_fail_with_one_line(results: &Path) {
     ];
     for (extra, want) in cases {
         let out = Command::new(splitbrain())
+            .env(lab::LOCK_HELD_ENV, "1")
             .arg("test")
             .arg("--nodes-file")
             .arg(&nodes)
@@ -218,6 +220,7 @@ fn bad_credentials_fail_with_one_line(results: &Path) {
 /// `unknown` (exit 2); no rule of ours and no zoo process is left.
 fn interrupted_run_leaves_nothing_behind(results: &Path) {
     let child = Command::new(splitbrain())
+        .env(lab::LOCK_HELD_ENV, "1")
         .args([
             "test",
             "--seed",

@@ -29,8 +29,12 @@ struct Cleanup;
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = Command::new(splitbrain()).args(["fault", "heal"]).output();
         let _ = Command::new(splitbrain())
+            .env(lab::LOCK_HELD_ENV, "1")
+            .args(["fault", "heal"])
+            .output();
+        let _ = Command::new(splitbrain())
+            .env(lab::LOCK_HELD_ENV, "1")
             .args(["fault", "kill", "all"])
             .output();
         if let Err(e) = lab::down(&lab::LabConfig::default()) {
@@ -45,6 +49,7 @@ fn splitbrain() -> PathBuf {
 
 fn fault(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(splitbrain())
+        .env(lab::LOCK_HELD_ENV, "1")
         .arg("fault")
         .args(args)
         .output()
@@ -110,6 +115,7 @@ fn clock_bump_reset_and_process_kill_pause_resume_restart() {
     );
     let results = tempfile::tempdir().unwrap();
     let out = Command::new(splitbrain())
+        .env(lab::LOCK_HELD_ENV, "1")
         .args([
             "test",
             "--nemesis",

@@ -154,6 +154,10 @@ fn need_root() -> Result<(), LabError> {
     }
 }
 
+/// Set (to `1`) in the environment of a `splitbrain` started by a process that already
+/// holds [`exclusive_use`], so that the child does not wait for its own parent's lock.
+pub const LOCK_HELD_ENV: &str = "SPLITBRAIN_LAB_LOCK_HELD";
+
 /// Waits (at most `timeout`) for exclusive use of the lab. Hold the guard for as long as
 /// the lab must stay as you left it: tests that bring a lab up hold it so that they never
 /// run at once, across threads, test binaries and processes.
