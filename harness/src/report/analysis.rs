@@ -107,6 +107,17 @@ pub struct Analysis {
     /// `role` observations (leader checks): judged by the dual-master checker, left
     /// out of the client ops here.
     pub observations: usize,
+    /// Clock offsets per node as the nemesis read them (`clock-offsets` ops).
+    pub clock: Vec<ClockReading>,
+}
+
+/// One node's clock offset at one moment, as the system's processes see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockReading {
+    /// Seconds since the test began.
+    pub time: f64,
+    pub node: String,
+    pub offset_s: f64,
 }
 
 /// The function of leader observations, kept out of the client ops.
@@ -132,7 +143,11 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 fn fault_label(op: &Op) -> String {
     let kind = op.f.trim_start_matches("start-");
-    match op.value.get("topology").and_then(Value::as_str) {
+    let what = op
+        .value
+        .get("topology")
+        .or_else(|| op.value.get("description"));
+    match what.and_then(Value::as_str) {
         Some(t) => format!("{kind}: {t}"),
         None => kind.to_string(),
     }
@@ -152,7 +167,19 @@ pub fn analyse(history: &[Op]) -> Analysis {
         a.duration = a.duration.max(t);
         match op.process {
             Process::Nemesis => {
-                if let Some(kind) = op.f.strip_prefix("start-") {
+                if op.f == "clock-offsets" {
+                    if let Some(m) = op.value.get("offsets").and_then(Value::as_object) {
+                        for (node, r) in m {
+                            if let Some(off) = r.get("offset_s").and_then(Value::as_f64) {
+                                a.clock.push(ClockReading {
+                                    time: t,
+                                    node: node.clone(),
+                                    offset_s: off,
+                                });
+                            }
+                        }
+                    }
+                } else if let Some(kind) = op.f.strip_prefix("start-") {
                     if op.kind == OpType::Invoke || !pending.contains_key(kind) {
                         pending
                             .entry(kind.to_string())
@@ -477,13 +504,27 @@ mod tests {
                 Process::Nemesis,
                 OpType::Invoke,
                 "start-clock",
-                Value::Null,
+                json!({"description": "bump n2 +30s"}),
             ),
             op(1, 50, Process::Client(0), OpType::Invoke, "add", json!(1)),
+            op(
+                2,
+                60,
+                Process::Nemesis,
+                OpType::Info,
+                "clock-offsets",
+                json!({"offsets": {"n1": {"offset_s": 0.0}, "n2": {"offset_s": 30.0, "uncertainty_s": 0.1}}, "errors": []}),
+            ),
         ];
         let a = analyse(&h);
         assert_eq!(a.faults[0].end, None);
-        assert_eq!(a.faults[0].label, "clock");
+        assert_eq!(a.faults[0].label, "clock: bump n2 +30s");
+        assert_eq!(a.clock.len(), 2);
+        assert_eq!(
+            (a.clock[1].node.as_str(), a.clock[1].offset_s),
+            ("n2", 30.0)
+        );
+        assert!((a.clock[1].time - 0.06).abs() < 1e-9);
         assert_eq!(a.availability[0].first_ok_write_after_start, None);
     }
 

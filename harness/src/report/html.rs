@@ -308,6 +308,17 @@ fn perf_section(out: &mut String, run: &Run, latency: &str, rate: &str) {
         out,
         "<h2 id=\"throughput\">Throughput</h2><div class=\"plot\">{rate}</div>"
     );
+    if !a.clock.is_empty() {
+        out.push_str("<h2 id=\"clocks\">Clock offsets</h2><p>Each node's clock offset as the system's processes saw it, read by the nemesis around every clock fault (lines join the readings; between them the offset was not measured).</p>");
+        match plots::clock(a) {
+            Ok(svg) => {
+                let _ = write!(out, "<div class=\"plot\">{svg}</div>");
+            }
+            Err(e) => {
+                let _ = write!(out, "<p class=\"note\">clock plot: {}</p>", esc(&e));
+            }
+        }
+    }
 }
 
 fn config_section(out: &mut String, run: &Run) {

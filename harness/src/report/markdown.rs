@@ -240,6 +240,26 @@ pub fn render(run: &Run) -> String {
         }
         out.push('\n');
     }
+    if !a.clock.is_empty() {
+        out.push_str("### Clock offsets (as the system's processes saw them)\n\n| at | node | offset |\n|---:|---|---:|\n");
+        for r in a.clock.iter().take(200) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:+.3} s |",
+                fmt_s(r.time),
+                r.node,
+                r.offset_s
+            );
+        }
+        if a.clock.len() > 200 {
+            let _ = writeln!(
+                out,
+                "\n({} readings in all; history.jsonl has every one.)",
+                a.clock.len()
+            );
+        }
+        out.push('\n');
+    }
     out.push_str("### Latency (ms, final reads excluded)\n\n| op | count | ok | fail | info | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for q in &a.quantiles {
         let _ = writeln!(

@@ -302,3 +302,59 @@ pub fn acknowledgers(
     }
     Ok(buf)
 }
+
+/// Each node's clock offset (s) over time, one line per node.
+pub fn clock(a: &Analysis) -> Result<String, Err> {
+    let xmax = a.duration.max(1.0);
+    let (lo, hi) = a.clock.iter().fold((0.0f64, 0.0f64), |(l, h), r| {
+        (l.min(r.offset_s), h.max(r.offset_s))
+    });
+    let pad = ((hi - lo) * 0.15).max(0.5);
+    let (ymin, ymax) = (lo - pad, hi + pad);
+    let mut by_node: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    for r in &a.clock {
+        by_node
+            .entry(r.node.as_str())
+            .or_default()
+            .push((r.time, r.offset_s));
+    }
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(e)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..xmax, ymin..ymax)
+            .map_err(e)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the test began")
+            .y_desc("clock offset (s)")
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(e)?;
+        shade(&mut chart, &a.faults, xmax, (ymin, ymax, ymax - pad * 0.2))?;
+        for (i, (node, pts)) in by_node.into_iter().enumerate() {
+            let c = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(e)?
+                .label(node)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c));
+            chart
+                .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
+                .map_err(e)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(e)?;
+        finish(root)?;
+    }
+    Ok(buf)
+}
