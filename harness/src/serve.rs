@@ -67,7 +67,8 @@ fn entry(test: &str, run: &str, dir: &Path) -> Option<RunEntry> {
             e.ops = r.stats.ops;
             for c in &r.checkers {
                 let d = &c.details;
-                if c.checker == "dual-master" {
+                // Intervals in which a second node only claimed master are not anomalies.
+                if c.checker == "dual-master" && c.valid == checkers::Validity::Invalid {
                     if let Some(n) = d.get("intervals").and_then(|v| v.as_array()) {
                         if !n.is_empty() {
                             e.anomalies
