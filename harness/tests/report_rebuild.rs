@@ -100,6 +100,22 @@ fn killed_run_is_rechecked_and_reported() {
         assert!(md.contains(section), "{section}");
     }
 
+    // The reproduce command parses: with a missing nodes file it fails on that file,
+    // not on an argument.
+    let cmd = md.split("```sh\n").nth(1).unwrap().lines().next().unwrap();
+    let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
+    let out = Command::new(bin())
+        .args(&args)
+        .args(["--nodes-file", "/nonexistent/nodes"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("/nonexistent/nodes") && !err.contains("unexpected argument"),
+        "{err}"
+    );
+
     let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
     assert!(junit.contains("<testcase name=\"lost-writes\" classname=\"splitbrain.synthetic\""));
     assert!(junit.contains(&format!("<failure message=\"{}", r.checkers[0].summary)));

@@ -25,6 +25,7 @@ fn chromium(args: &[String], profile: &Path) -> std::process::Output {
         "--disable-sync",
         "--no-first-run",
         "--no-proxy-server",
+        "--disable-dev-shm-usage",
         "--hide-scrollbars",
         // Any host name but the loopback address fails to resolve.
         "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
