@@ -92,3 +92,27 @@ fn junit_validates_and_carries_the_findings() {
     let broken = xml.replacen(" type=\"invalid\"", "", 1);
     assert!(!xmllint(&broken, tmp.path()).0);
 }
+
+#[test]
+fn a_matrix_gets_one_suite_per_cell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<std::path::PathBuf> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let d = tmp.path().join(n).join("20261122T101010");
+            report_support::write_run(&d, n, 200);
+            d
+        })
+        .collect();
+    let out = tmp.path().join("junit.xml");
+    report::write_matrix_junit(&out, &dirs).unwrap();
+    let xml = std::fs::read_to_string(&out).unwrap();
+    let (ok, err) = xmllint(&xml, tmp.path());
+    assert!(ok, "{err}");
+    assert_eq!(xml.matches("<testsuite ").count(), 3);
+    for n in ["a", "b", "c"] {
+        assert!(xml.contains(&format!("<testsuite name=\"{n}\"")));
+    }
+    let e = report::write_matrix_junit(&out, &[tmp.path().join("missing")]).unwrap_err();
+    assert!(e.to_string().contains("missing: not a directory"), "{e}");
+}

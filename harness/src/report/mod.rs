@@ -217,6 +217,20 @@ pub fn rebuild(dir: &Path) -> anyhow::Result<(Run, Vec<PathBuf>)> {
     Ok((run, files))
 }
 
+/// One junit.xml for a matrix (`test-all`): one `<testsuite>` per run folder in
+/// `runs`, one `<testcase>` per checker, written to `out`.
+pub fn write_matrix_junit(out: &Path, runs: &[PathBuf]) -> anyhow::Result<()> {
+    let loaded: Vec<Run> = runs
+        .iter()
+        .map(|d| load(d))
+        .collect::<anyhow::Result<_>>()?;
+    let refs: Vec<&Run> = loaded.iter().collect();
+    let text = junit::render(&refs);
+    let tmp = out.with_extension("xml.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))
+}
+
 /// The runner's last step: never fails the run, a problem becomes one warning line.
 pub fn after_run(dir: &Path) {
     if let Err(e) = load(dir).and_then(|run| write_all(&run)) {
