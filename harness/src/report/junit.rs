@@ -118,15 +118,12 @@ fn truncate(s: &str, max: usize) -> String {
 /// `20261122T124646` (optionally `-2`) to `2026-11-22T12:46:46`.
 pub fn iso_timestamp(name: &str) -> Option<String> {
     let b = name.as_bytes();
-    if b.len() < 15
-        || b[8] != b'T'
-        || !name[..8]
-            .bytes()
-            .chain(name[9..15].bytes())
-            .all(|c| c.is_ascii_digit())
-    {
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if b.get(8) != Some(&b'T') || !digits(0..8) || !digits(9..15) {
         return None;
     }
+    // Only ASCII digits and 'T' up to byte 15: every slice below is on char boundaries.
     Some(format!(
         "{}-{}-{}T{}:{}:{}",
         &name[0..4],
@@ -136,4 +133,35 @@ pub fn iso_timestamp(name: &str) -> Option<String> {
         &name[11..13],
         &name[13..15]
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_folder_names_to_timestamps() {
+        assert_eq!(
+            iso_timestamp("20261122T124646").as_deref(),
+            Some("2026-11-22T12:46:46")
+        );
+        assert_eq!(
+            iso_timestamp("20261122T124646-2").as_deref(),
+            Some("2026-11-22T12:46:46")
+        );
+        for bad in [
+            "",
+            "latest",
+            "20261122X124646",
+            "20261122T1246",
+            "20261122T12464\u{e9}",
+            "\u{e9}0261122T124646",
+        ] {
+            assert_eq!(iso_timestamp(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            truncate("ab\u{e9}cd", 3),
+            "ab\n... (4 more bytes in results.json)"
+        );
+    }
 }

@@ -45,9 +45,8 @@ pub fn window(a: &Analysis, focus: f64) -> (std::ops::Range<usize>, Option<Strin
 
 fn label(o: &Paired) -> String {
     let mut arg = o.argument.to_string();
-    if arg.len() > 60 {
-        arg.truncate(57);
-        arg.push_str("...");
+    if arg.chars().count() > 60 {
+        arg = arg.chars().take(57).collect::<String>() + "...";
     }
     let mut s = format!(
         "op {} process {} {} {} -> {}",
@@ -151,4 +150,72 @@ pub fn render(a: &Analysis, focus: f64, lost: &HashSet<i64>) -> (String, Option<
         height - 4.0
     );
     (s, note)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::analysis::analyse;
+    use checkers::{Op, OpType, Process};
+    use serde_json::json;
+
+    #[test]
+    fn long_and_non_ascii_arguments_are_cut_on_characters() {
+        let mut h = Vec::new();
+        let long = "é".repeat(100);
+        for (i, kind) in [OpType::Invoke, OpType::Ok].into_iter().enumerate() {
+            let mut o = Op::new(
+                i as u64 * 1000,
+                Process::Client(3),
+                kind,
+                "write",
+                json!(long),
+            );
+            o.index = i as u64;
+            h.push(o);
+        }
+        let a = analyse(&h);
+        let l = label(&a.ops[0]);
+        assert!(l.starts_with("op 0 process 3 write \"éé"), "{l}");
+        assert!(l.contains("... -> ok"), "{l}");
+        let (svg, note) = render(&a, 0.0, &HashSet::new());
+        assert!(note.is_none());
+        assert_eq!(svg.matches("<rect").count(), 1);
+    }
+
+    #[test]
+    fn large_histories_are_windowed_around_the_focus() {
+        let mut h = Vec::new();
+        for i in 0..(MAX_OPS as u64 * 3) {
+            let mut inv = Op::new(
+                i * 1_000_000,
+                Process::Client(i % 4),
+                OpType::Invoke,
+                "add",
+                json!(i),
+            );
+            inv.index = 2 * i;
+            let mut ok = Op::new(
+                i * 1_000_000 + 500,
+                Process::Client(i % 4),
+                OpType::Ok,
+                "add",
+                json!(i),
+            );
+            ok.index = 2 * i + 1;
+            h.push(inv);
+            h.push(ok);
+        }
+        let a = analyse(&h);
+        let focus = 2.0; // op 2000
+        let (range, note) = window(&a, focus);
+        assert_eq!(range.len(), MAX_OPS);
+        assert!(range.contains(&2000) && range.start == 2000 - MAX_OPS / 2);
+        assert!(note.unwrap().contains(&format!(
+            "{} client ops; the timeline shows {MAX_OPS}",
+            MAX_OPS * 3
+        )));
+        let (range, _) = window(&a, 1e9);
+        assert_eq!(range.end, MAX_OPS * 3);
+    }
 }
