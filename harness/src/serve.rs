@@ -125,6 +125,19 @@ pub fn list_runs(root: &Path) -> Vec<RunEntry> {
     runs
 }
 
+/// Percent-encodes a path for an href: every byte but letters, digits, `-._~/`.
+pub fn url_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Resolves a URL path below the store, or `None` when it is not allowed: any `..`,
 /// `.`, empty or absolute component, or a canonical path outside the store (a symlink
 /// that leads out).
@@ -205,7 +218,7 @@ pub fn index_html(runs: &[RunEntry], filter: &Filter) -> String {
         .collect();
     let _ = write!(b, "<p>{} of {} runs, newest first.</p><table id=\"runs\"><tr><th>time (UTC)</th><th>test</th><th>verdict</th><th>anomalies</th><th>client ops</th><th>open</th></tr>", shown.len(), runs.len());
     for r in shown {
-        let base = format!("/runs/{}/{}/", esc(&r.test), esc(&r.run));
+        let base = format!("/runs/{}/{}/", url_path(&r.test), url_path(&r.run));
         let anomalies: Vec<String> = r
             .anomalies
             .iter()
@@ -276,8 +289,8 @@ async fn file(State(root): State<Arc<PathBuf>>, UrlPath(rel): UrlPath<String>) -
             let _ = write!(
                 b,
                 "<li><a href=\"/runs/{}/{}{slash}\">{}{slash}</a></li>",
-                esc(&rel),
-                esc(&n),
+                url_path(&rel),
+                url_path(&n),
                 esc(&n)
             );
         }

@@ -41,6 +41,10 @@ fn store(root: &Path) {
     r["checkers"] = serde_json::json!([]);
     std::fs::write(c.join("results.json"), r.to_string()).unwrap();
     std::os::unix::fs::symlink("alpha/20261122T110000", root.join("latest")).unwrap();
+    // A folder copied in by hand, with characters that need encoding in a URL.
+    let odd = root.join("odd name#1").join("20261122T080000");
+    report_support::write_run(&odd, "odd", 50);
+    harness::report::rebuild(&odd).unwrap();
 }
 
 #[tokio::test]
@@ -69,16 +73,20 @@ async fn index_files_and_refusals() {
     .map(|t| page.find(t).unwrap_or_else(|| panic!("{t} not listed")))
     .collect();
     assert!(order[0] < order[1] && order[1] < order[2], "newest first");
-    assert!(page.contains("3 of 3 runs"));
+    assert!(page.contains("4 of 4 runs"));
+    let odd = "/runs/odd%20name%231/20261122T080000/report.html";
+    assert!(page.contains(&format!("href=\"{odd}\"")), "{page}");
+    let (code, _) = get(addr, odd).await;
+    assert_eq!(code, 200);
     assert!(page.contains("class=\"incomplete\">incomplete"));
     assert!(page.contains("lost"));
     assert!(page.contains("href=\"/runs/alpha/20261122T090000/report.html\""));
 
     let (_, only_invalid) = get(addr, "/?verdict=invalid").await;
-    assert!(only_invalid.contains("1 of 3 runs") && only_invalid.contains("20261122T090000"));
+    assert!(only_invalid.contains("2 of 4 runs") && only_invalid.contains("20261122T090000"));
     assert!(!only_invalid.contains("/runs/beta/"));
     let (_, only_beta) = get(addr, "/?test=beta&verdict=").await;
-    assert!(only_beta.contains("1 of 3 runs") && only_beta.contains("/runs/beta/20261122T100000/"));
+    assert!(only_beta.contains("1 of 4 runs") && only_beta.contains("/runs/beta/20261122T100000/"));
 
     let (code, html) = get(addr, "/runs/alpha/20261122T090000/report.html").await;
     assert_eq!(code, 200);
