@@ -9,7 +9,7 @@ pub mod exec;
 pub mod status;
 
 use crate::config;
-use crate::control::{Session, SshOptions, StrictHostKeyChecking, Target};
+use crate::control::{Cluster, Remote, SshOptions, StrictHostKeyChecking, Target};
 use crate::lab;
 use crate::nodes::{self, NodeSpec};
 use crate::systems::zoo::Zoo;
@@ -172,7 +172,69 @@ fn resolve_nodes(args: &FaultArgs, ssh: &mut SshOptions) -> anyhow::Result<(Vec<
     Ok((nodes::read_nodes_file(&file)?, true))
 }
 
-/// Connects to every node named by `args` (the lab by default).
+/// Checks everything that needs no connection (topology, node names, offsets,
+/// packet specs), so bad input fails before any node is touched.
+fn validate(action: &FaultAction, names: &[String]) -> anyhow::Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut targets = |t: &str| -> anyhow::Result<()> {
+        let t = Targets::parse(t)?;
+        if t != Targets::Primaries {
+            t.resolve(names, &[], &mut rng)?;
+        }
+        Ok(())
+    };
+    let offset = |o: &str| Offset::parse(o).map_err(anyhow::Error::msg);
+    match action {
+        FaultAction::Partition {
+            grudge: Some(p), ..
+        } => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading grudge file {}", p.display()))?;
+            Grudge::parse(&text, &p.display().to_string(), names)?;
+        }
+        FaultAction::Partition { topology, arg, .. } => {
+            let t = Topology::parse(topology.as_deref().unwrap_or(""), arg.as_deref())?;
+            if t != Topology::Primaries {
+                t.plan(names, &[], &mut ChaCha8Rng::seed_from_u64(0))?;
+            }
+        }
+        FaultAction::Packet { targets: t, spec } => {
+            PacketFault::parse(spec).map_err(anyhow::Error::msg)?;
+            targets(t)?;
+        }
+        FaultAction::Clock { action } => match action {
+            ClockAction::Bump {
+                targets: t,
+                offset: o,
+            } => {
+                offset(o)?;
+                targets(t)?;
+            }
+            ClockAction::Strobe {
+                targets: t,
+                a,
+                b,
+                period,
+                ..
+            } => {
+                offset(a)?;
+                offset(b)?;
+                anyhow::ensure!(!period.is_zero(), "invalid --period: must be more than 0");
+                targets(t)?;
+            }
+            ClockAction::Reset { targets: t } => targets(t)?,
+        },
+        FaultAction::Kill { targets: t }
+        | FaultAction::Pause { targets: t }
+        | FaultAction::Resume { targets: t }
+        | FaultAction::Restart { targets: t } => targets(t)?,
+        FaultAction::Heal | FaultAction::Status { .. } => {}
+    }
+    Ok(())
+}
+
+/// Connects to every node named by `args` (the lab by default), after checking the
+/// action against the node names.
 pub async fn connect(args: &FaultArgs) -> anyhow::Result<FaultCtx> {
     let mut ssh = SshOptions {
         username: args.username.clone(),
@@ -187,29 +249,18 @@ pub async fn connect(args: &FaultArgs) -> anyhow::Result<FaultCtx> {
         ssh.known_hosts = k.clone();
     }
     let (specs, lab) = resolve_nodes(args, &mut ssh)?;
-    let mut set = tokio::task::JoinSet::new();
-    for (i, spec) in specs.iter().enumerate() {
-        let (spec, ssh) = (spec.clone(), ssh.clone());
-        set.spawn(async move { (i, Session::connect(&spec, &ssh).await.map(|s| (spec, s))) });
-    }
-    let mut handles: Vec<Option<NodeHandle>> = vec![None; specs.len()];
-    let mut errors = Vec::new();
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok((i, Ok((spec, s)))) => {
-                handles[i] = Some(NodeHandle {
-                    spec,
-                    remote: Arc::new(Target::Ssh(Arc::new(s))),
-                })
-            }
-            Ok((_, Err(e))) => errors.push(e.to_string()),
-            Err(e) => errors.push(format!("connect task failed: {e}")),
-        }
-    }
-    if !errors.is_empty() {
-        errors.sort();
-        bail!("{}", errors.join("; "));
-    }
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    validate(&args.action, &names)?;
+    // Credentials load once; every node that cannot be reached is named in one line.
+    let cluster = Cluster::connect(&specs, &ssh).await?;
+    let handles: Vec<NodeHandle> = cluster
+        .sessions()
+        .iter()
+        .map(|s| NodeHandle {
+            spec: s.node().clone(),
+            remote: Arc::new(Target::Ssh(s.clone())),
+        })
+        .collect();
     if !crate::systems::zoo::MODES.contains(&args.zoo_mode.as_str()) {
         bail!(
             "unknown zoo mode {:?} (known: {})",
@@ -225,7 +276,7 @@ pub async fn connect(args: &FaultArgs) -> anyhow::Result<FaultCtx> {
         faketime: lab,
     };
     Ok(FaultCtx {
-        nodes: handles.into_iter().flatten().collect(),
+        nodes: handles,
         system,
         lab,
     })
