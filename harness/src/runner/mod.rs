@@ -155,7 +155,7 @@ async fn run_in<S: System>(
     let body = run_body(&cfg, system.clone(), &handles, &dir, stop).await;
     // Always: heal every node, fetch logs, stop the system.
     let mut heal_errors = nemesis::heal_all(&handles).await;
-    heal_errors.extend(nemesis::heal_processes(system.as_ref(), &handles).await);
+    heal_errors.extend(nemesis::heal_processes(&system, &handles).await);
     for e in &heal_errors {
         eprintln!("splitbrain: warning: heal failed on {e}");
     }
@@ -321,7 +321,7 @@ async fn run_body<S: System>(
     let faults = nem.await.context("nemesis task failed")??;
     anyhow::ensure!(client_errors.is_empty(), "{}", client_errors.join("; "));
     let mut heal = nemesis::heal_all(handles).await;
-    heal.extend(nemesis::heal_processes(system.as_ref(), handles).await);
+    heal.extend(nemesis::heal_processes(&system, handles).await);
     anyhow::ensure!(heal.is_empty(), "final heal failed: {}", heal.join("; "));
     recorder.record(checkers::Op::new(
         0,

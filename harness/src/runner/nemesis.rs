@@ -31,21 +31,35 @@ pub async fn heal_all(nodes: &[NodeHandle]) -> Vec<String> {
     exec::heal_network_and_clocks(nodes).await
 }
 
-/// Resumes every paused process of the system and restarts every killed one.
-/// Returns the failures.
-pub async fn heal_processes<S: System>(system: &S, nodes: &[NodeHandle]) -> Vec<String> {
+/// Resumes every paused process of the system and restarts every killed one, on all
+/// nodes at once. Returns the failures.
+pub async fn heal_processes<S: System>(system: &Arc<S>, nodes: &[NodeHandle]) -> Vec<String> {
     let all: Vec<_> = nodes.iter().map(|n| n.spec.clone()).collect();
-    let mut errors = Vec::new();
+    let mut set = tokio::task::JoinSet::new();
     for n in nodes {
-        if let Err(e) = system.resume_node(n).await {
-            errors.push(format!("{e:#}"));
-        }
-        if let Ok(ProcessState::Dead { .. }) = system.process_state(n).await {
-            if let Err(e) = system.restart_node(n, &all).await {
+        let (system, n, all) = (system.clone(), n.clone(), all.clone());
+        set.spawn(async move {
+            let mut errors = Vec::new();
+            if let Err(e) = system.resume_node(&n).await {
                 errors.push(format!("{e:#}"));
+                return errors;
             }
+            if let Ok(ProcessState::Dead { .. }) = system.process_state(&n).await {
+                if let Err(e) = system.restart_node(&n, &all).await {
+                    errors.push(format!("{e:#}"));
+                }
+            }
+            errors
+        });
+    }
+    let mut errors = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(e) => errors.extend(e),
+            Err(e) => errors.push(format!("process heal task failed: {e}")),
         }
     }
+    errors.sort();
     errors
 }
 
