@@ -276,23 +276,40 @@ const LAB_WAIT: Duration = Duration::from_secs(1800);
 /// Holds the lab for one run: two runs deploying on the same lab nodes would wipe each
 /// other's system mid-run and report the damage as lost writes. Skipped when the
 /// parent process already holds it (see [`lab::LOCK_HELD_ENV`]).
-fn hold_lab() -> anyhow::Result<Option<lab::LabLock>> {
+fn hold_lab(stop: &Stop) -> anyhow::Result<Option<lab::LabLock>> {
     if std::env::var(lab::LOCK_HELD_ENV).is_ok_and(|v| v == "1") {
         return Ok(None);
     }
-    if let Ok(lock) = lab::exclusive_use(Duration::from_millis(200)) {
-        return Ok(Some(lock));
+    let start = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        if let Ok(lock) = lab::exclusive_use(Duration::from_millis(250)) {
+            return Ok(Some(lock));
+        }
+        if stop.is_stopped() {
+            bail!("interrupted while waiting for the local lab");
+        }
+        if start.elapsed() > LAB_WAIT {
+            bail!(
+                "the local lab stayed busy for {}s (another run or lab test holds it)",
+                LAB_WAIT.as_secs()
+            );
+        }
+        if !said {
+            eprintln!("splitbrain: waiting for the lab: another run or lab test is using it");
+            said = true;
+        }
     }
-    eprintln!("splitbrain: waiting for the lab: another run or lab test is using it");
-    Ok(Some(
-        lab::exclusive_use(LAB_WAIT).context("waiting for the local lab")?,
-    ))
 }
 
 /// The nodes of a run; for the lab, also the lock that keeps other runs off it.
 type ResolvedNodes = (Vec<NodeSpec>, bool, Option<lab::LabLock>);
 
-fn resolve_nodes(args: &TestArgs, ssh: &mut SshOptions) -> anyhow::Result<ResolvedNodes> {
+fn resolve_nodes(
+    args: &TestArgs,
+    ssh: &mut SshOptions,
+    stop: &Stop,
+) -> anyhow::Result<ResolvedNodes> {
     if let Some(list) = &args.nodes {
         return Ok((nodes::parse_nodes_flag(list)?, false, None));
     }
@@ -303,7 +320,7 @@ fn resolve_nodes(args: &TestArgs, ssh: &mut SshOptions) -> anyhow::Result<Resolv
         "splitbrain: no --nodes given: using the local lab ({})",
         lab::DEFAULT_STATE_DIR
     );
-    let lock = hold_lab()?;
+    let lock = hold_lab(stop)?;
     let info = lab::up(&LabConfig::default()).context("bringing up the local lab")?;
     if args.ssh_private_key.is_none() {
         ssh.private_key = Some(info.private_key.clone());
@@ -403,7 +420,7 @@ pub(crate) fn run_one(
             k.display()
         );
     }
-    let (nodes, is_lab, _lab_lock) = resolve_nodes(args, &mut ssh)?;
+    let (nodes, is_lab, _lab_lock) = resolve_nodes(args, &mut ssh, stop)?;
     let make_zoo = || -> anyhow::Result<Zoo> {
         let mut zoo = Zoo::new(
             &args.zoo_mode,
