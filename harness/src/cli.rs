@@ -377,13 +377,6 @@ pub(crate) fn run_one(
             crate::systems::zoo::MODES.join(", ")
         );
     }
-    if !crate::test_all::zoo_serves(&args.zoo_mode, args.workload) {
-        bail!(
-            "zoo mode {} does not serve the {} workload's ops (it serves the set workload only)",
-            args.zoo_mode,
-            args.workload
-        );
-    }
     if args.time_limit.is_zero() {
         bail!("invalid --time-limit: must be more than 0");
     }
