@@ -152,7 +152,19 @@ async fn run_in<S: System>(
             .then(|| format!("zoo {} (built with the harness)", cfg.harness_version)),
     )
     .await;
-    let body = run_body(&cfg, system.clone(), &handles, &dir, stop).await;
+    // The body runs as its own task so that a panic in it (a bug) still reaches the
+    // heal and teardown below, as an error, instead of unwinding past them.
+    let body = {
+        let (cfg, system, handles, dir) =
+            (cfg.clone(), system.clone(), handles.clone(), dir.clone());
+        match tokio::spawn(async move { run_body(&cfg, system, &handles, &dir, stop).await }).await
+        {
+            Ok(r) => r,
+            Err(e) => Err(anyhow::anyhow!(
+                "the run failed unexpectedly ({e}); every node is being healed"
+            )),
+        }
+    };
     // Always: heal every node, fetch logs, stop the system.
     let mut heal_errors = nemesis::heal_all(&handles).await;
     heal_errors.extend(nemesis::heal_processes(&system, &handles).await);
