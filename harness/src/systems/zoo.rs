@@ -153,16 +153,29 @@ impl System for Zoo {
         loop {
             let roles = self.roles(nodes, Duration::from_secs(1)).await;
             let masters = super::current_masters(&roles);
-            if roles.len() == nodes.len() && masters.len() == 1 {
+            // Ready means one node claims master and every other node follows it: a
+            // node that started late may have promoted itself meanwhile, and a test
+            // begun with two masters would lose writes before any fault.
+            let claimants: Vec<&str> = roles
+                .iter()
+                .filter(|r| r.is_master)
+                .map(|r| r.node.as_str())
+                .collect();
+            let agreed = claimants.len() == 1
+                && roles
+                    .iter()
+                    .all(|r| r.is_master || r.master.as_deref() == Some(claimants[0]));
+            if roles.len() == nodes.len() && agreed {
                 return Ok(());
             }
             if start.elapsed() > timeout {
                 let answered: Vec<&str> = roles.iter().map(|r| r.node.as_str()).collect();
                 bail!(
-                    "zoo not ready after {timeout:?}: {} of {} nodes answered ({}), masters: {:?}",
+                    "zoo not ready after {timeout:?}: {} of {} nodes answered ({}), nodes claiming master: {:?}, newest: {:?}",
                     roles.len(),
                     nodes.len(),
                     answered.join(","),
+                    claimants,
                     masters
                 );
             }
