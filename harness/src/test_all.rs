@@ -318,6 +318,18 @@ pub fn run(args: TestAllArgs) -> anyhow::Result<u8> {
     for r in &rows {
         println!("results: {}", r.dir);
     }
+    // One JUnit file for the whole matrix (a testsuite per cell), for CI dashboards.
+    if !rows.is_empty() {
+        let junit = args.test.results_dir.join(format!(
+            "test-all-{}.junit.xml",
+            crate::store::timestamp(std::time::SystemTime::now())
+        ));
+        let dirs: Vec<std::path::PathBuf> = rows.iter().map(|r| r.dir.clone().into()).collect();
+        match crate::report::write_matrix_junit(&junit, &dirs) {
+            Ok(()) => println!("junit: {}", junit.display()),
+            Err(e) => eprintln!("splitbrain: warning: writing {}: {e:#}", junit.display()),
+        }
+    }
     if !failures.is_empty() {
         for f in &failures {
             eprintln!("splitbrain: error: {f}");
