@@ -10,6 +10,7 @@ use crate::eventlog::EventLog;
 use crate::server::Handler;
 
 pub mod async_failover;
+mod gate;
 pub mod ops;
 pub mod replog;
 pub mod ring;

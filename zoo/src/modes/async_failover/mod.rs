@@ -138,33 +138,13 @@ impl Mode for AsyncFailover {
 
 impl Handler for AsyncFailover {
     async fn handle(&self, request: Request) -> Reply {
-        let sender = request.peer_sender().map(str::to_string);
-        if let Some(from) = &sender {
-            if !self.cfg.nodes.contains_key(from) || *from == self.cfg.node {
-                return Reply::Send(error(
-                    ErrorCode::BadRequest,
-                    format!("`{from}` is not a peer of {}", self.cfg.node),
-                ));
-            }
-            if self.peers.is_blocked(from) {
-                // Simulated DROP: say nothing until the sender has given up.
-                tokio::time::sleep(self.cfg.peer_timeout * 4).await;
-                return Reply::Drop;
-            }
-        }
-        if self.stopping.load(Ordering::SeqCst) && !matches!(request, Request::Role) {
-            return Reply::Send(error(
-                ErrorCode::ShuttingDown,
-                format!("{} is shutting down", self.cfg.node),
-            ));
-        }
+        let sender =
+            match super::gate::admit(&self.cfg, &self.peers, &self.stopping, &request).await {
+                Ok(sender) => sender,
+                Err(reply) => return reply,
+            };
         let response = self.dispatch(request).await;
-        // A partition that began while the request was being handled (a fetch
-        // waiting for new operations, say) swallows the answer too.
-        if sender.is_some_and(|from| self.peers.is_blocked(&from)) {
-            return Reply::Drop;
-        }
-        Reply::Send(response)
+        super::gate::finish(&self.peers, sender.as_deref(), response)
     }
 }
 
@@ -363,26 +343,6 @@ impl AsyncFailover {
     }
 
     fn debug_block(&self, peers: &[String]) -> Response {
-        if !self.cfg.debug_fault_injection {
-            return Response::Error(ErrorReply::not_applied(
-                ErrorCode::Unsupported,
-                format!(
-                    "{}: debug_block_peers needs --debug-fault-injection",
-                    self.cfg.node
-                ),
-            ));
-        }
-        match self.peers.set_blocked(peers) {
-            Ok(blocked) => {
-                log_event!(
-                    self.log,
-                    "debug-block-peers",
-                    "simulated partition: blocking [{}]",
-                    blocked.join(",")
-                );
-                Response::DebugBlocked { peers: blocked }
-            }
-            Err(e) => error(ErrorCode::BadRequest, format!("debug_block_peers: {e}")),
-        }
+        super::gate::debug_block(&self.cfg, &self.peers, &self.log, peers)
     }
 }

@@ -322,50 +322,16 @@ impl RingNode {
     }
 
     fn debug_block(&self, peers: &[String]) -> Response {
-        if !self.cfg.debug_fault_injection {
-            return error(
-                ErrorCode::Unsupported,
-                format!(
-                    "{}: debug_block_peers needs --debug-fault-injection",
-                    self.cfg.node
-                ),
-            );
-        }
-        match self.peers.set_blocked(peers) {
-            Ok(blocked) => {
-                log_event!(
-                    self.log,
-                    "debug-block-peers",
-                    "simulated partition: blocking [{}]",
-                    blocked.join(",")
-                );
-                Response::DebugBlocked { peers: blocked }
-            }
-            Err(e) => error(ErrorCode::BadRequest, format!("debug_block_peers: {e}")),
-        }
+        super::gate::debug_block(&self.cfg, &self.peers, &self.log, peers)
     }
 }
 
 impl Handler for RingNode {
     async fn handle(&self, request: Request) -> Reply {
-        let sender = request.peer_sender().map(str::to_string);
-        if let Some(from) = &sender {
-            if !self.cfg.nodes.contains_key(from) || *from == self.cfg.node {
-                return Reply::Send(error(
-                    ErrorCode::BadRequest,
-                    format!("`{from}` is not a peer of {}", self.cfg.node),
-                ));
-            }
-            if self.peers.is_blocked(from) {
-                tokio::time::sleep(self.cfg.peer_timeout * 4).await;
-                return Reply::Drop;
-            }
-        }
-        if self.stopping.load(Ordering::SeqCst) && !matches!(request, Request::Role) {
-            return Reply::Send(error(
-                ErrorCode::ShuttingDown,
-                format!("{} is shutting down", self.cfg.node),
-            ));
+        if let Err(reply) =
+            super::gate::admit(&self.cfg, &self.peers, &self.stopping, &request).await
+        {
+            return reply;
         }
         Reply::Send(match request {
             Request::Role => Response::Role(self.role_info()),
