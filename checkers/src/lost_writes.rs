@@ -16,15 +16,17 @@
 
 use crate::history::{Op, OpType, Process};
 use crate::verdict::Validity;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// How many example elements each category keeps (lost and divergent keep all).
 pub const EXAMPLES: usize = 20;
 
-/// An acknowledged add that the final reads did not (all) contain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An acknowledged add that the final reads did not (all) contain. Read back by the
+/// reports from results.json; fields missing there take their defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MissingWrite {
     pub key: Option<String>,
     pub element: i64,
@@ -38,8 +40,10 @@ pub struct MissingWrite {
     pub missing_on: Vec<String>,
 }
 
-/// What the set checker found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What the set checker found. Read back by the reports from results.json; fields
+/// missing there take their defaults (the verdict: `unknown`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SetReport {
     pub valid: Validity,
     pub attempted: usize,

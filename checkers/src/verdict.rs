@@ -3,12 +3,14 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// `valid`, `invalid`, or `unknown` (the checker could not decide).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// `valid`, `invalid`, or `unknown` (the checker could not decide). The default is
+/// `unknown`: nothing has been shown either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Validity {
     Valid,
     Invalid,
+    #[default]
     Unknown,
 }
 

@@ -5,47 +5,14 @@
 
 use super::analysis::{self, Outcome, Paired};
 use super::Run;
-use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 
 /// Rows shown per list in the reports (the full lists are in results.json).
 pub const MAX_ROWS: usize = 500;
 
-/// One acknowledged write missing from final reads, as the lost-writes checker stored it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct MissingWrite {
-    pub key: Option<String>,
-    pub element: i64,
-    pub acked_at: u64,
-    pub node: Option<String>,
-    pub acked_by: Option<String>,
-    pub missing_on: Vec<String>,
-}
-
-/// The lost-writes checker's details (the fields the reports use).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct SetDetails {
-    pub attempted: usize,
-    pub acknowledged: usize,
-    pub failed: usize,
-    pub indeterminate: usize,
-    pub lost_count: usize,
-    pub lost: Vec<MissingWrite>,
-    pub divergent_count: usize,
-    pub divergent: Vec<MissingWrite>,
-    pub recovered_count: usize,
-    pub recovered: Vec<i64>,
-    pub unexpected_count: usize,
-    pub unexpected: Vec<i64>,
-    pub failed_but_present_count: usize,
-    pub failed_but_present: Vec<i64>,
-    pub stale_count: usize,
-    pub stale: Vec<i64>,
-    pub final_reads: std::collections::BTreeMap<String, Vec<String>>,
-    pub unknown_reasons: Vec<String>,
-}
+/// The lost-writes checker's details, read back from results.json with the checker's
+/// own types.
+pub use checkers::lost_writes::{MissingWrite, SetReport as SetDetails};
 
 /// A missing write with the ops that performed it.
 pub struct Evidence<'a> {
