@@ -5,9 +5,12 @@
 //! root, they fail. They hold the lab's exclusive-use lock and take the lab down at the
 //! end, also when they fail.
 
+mod lab_support;
+
 use harness::lab;
+use lab_support::{heal_and_down, our_rules, splitbrain, zoo_binary};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,9 +18,7 @@ struct LabDown;
 
 impl Drop for LabDown {
     fn drop(&mut self) {
-        if let Err(e) = lab::down(&lab::LabConfig::default()) {
-            eprintln!("lab down failed: {e}");
-        }
+        heal_and_down();
     }
 }
 
@@ -31,20 +32,6 @@ fn guard(test: &str) -> Option<(lab::LabLock, LabDown)> {
     }
     let lock = lab::exclusive_use(Duration::from_secs(600)).expect("lab lock");
     Some((lock, LabDown))
-}
-
-fn splitbrain() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_splitbrain"))
-}
-
-fn zoo_binary() -> PathBuf {
-    let zoo = splitbrain().with_file_name("zoo");
-    assert!(
-        zoo.is_file(),
-        "{} missing: build the workspace first (cargo build --workspace)",
-        zoo.display()
-    );
-    zoo
 }
 
 fn run(args: &[&str], results: &Path) -> (i32, Value, String) {
@@ -252,10 +239,7 @@ fn interrupted_run_leaves_nothing_behind(results: &Path) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(
-        partition_rules_on_nodes() > 0,
-        "the partition should be in place"
-    );
+    assert!(!our_rules().is_empty(), "the partition should be in place");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -265,7 +249,7 @@ fn interrupted_run_leaves_nothing_behind(results: &Path) {
         "interrupted runs are unknown\n{stderr}"
     );
     assert!(stderr.contains("interrupted"), "{stderr}");
-    assert_eq!(partition_rules_on_nodes(), 0, "rules left after SIGINT");
+    assert_eq!(our_rules().len(), 0, "rules left after SIGINT");
     let ps = Command::new("pgrep")
         .args(["-f", "lab/work/n[0-9]+/zoo/bin/zoo"])
         .output()
@@ -275,19 +259,4 @@ fn interrupted_run_leaves_nothing_behind(results: &Path) {
         "zoo processes left: {}",
         String::from_utf8_lossy(&ps.stdout)
     );
-}
-
-fn partition_rules_on_nodes() -> usize {
-    (1..=5)
-        .map(|n| {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &format!("sb-n{n}"), "iptables", "-S"])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| l.contains("SPLITBRAIN"))
-                .count()
-        })
-        .sum()
 }

@@ -8,13 +8,14 @@
 //! under `CI=true`); holds the lab's exclusive-use lock and takes the lab down at the
 //! end, also on failure.
 
+mod lab_support;
+
 use harness::lab;
+use lab_support::{fault, heal_and_down, status};
 use nemesis::Grudge;
-use serde_json::Value;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ struct Cleanup(Arc<AtomicBool>);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
-        let _ = Command::new(splitbrain()).args(["fault", "heal"]).output();
+        let _ = fault(&["heal"]);
         for i in 1..=NODES {
             let ns = format!("sb-n{i}");
             let _ = Command::new("ip")
@@ -52,14 +53,8 @@ impl Drop for Cleanup {
                 ])
                 .output();
         }
-        if let Err(e) = lab::down(&lab::LabConfig::default()) {
-            eprintln!("lab down failed: {e}");
-        }
+        heal_and_down();
     }
-}
-
-fn splitbrain() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_splitbrain"))
 }
 
 fn name(i: usize) -> String {
@@ -129,29 +124,6 @@ fn reachability() -> Vec<(usize, usize, bool)> {
         .into_iter()
         .map(|(a, b, h)| (a, b, h.join().unwrap()))
         .collect()
-}
-
-fn fault(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(splitbrain())
-        .arg("fault")
-        .args(args)
-        .output()
-        .expect("run splitbrain fault");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn status() -> Vec<Value> {
-    let (code, out, err) = fault(&["status", "--json"]);
-    assert_eq!(code, 0, "status: {err}");
-    serde_json::from_str::<Value>(&out)
-        .expect("status JSON")
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 fn assert_matches(g: &Grudge, what: &str) {

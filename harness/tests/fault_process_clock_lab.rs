@@ -16,10 +16,13 @@
 //! Needs root (skips otherwise; fails under `CI=true`); holds the lab lock, stops
 //! the zoo and takes the lab down at the end, also on failure.
 
+mod lab_support;
+
 use harness::lab;
 use harness::nodes::NodeSpec;
 use harness::systems::zoo::Zoo;
 use harness::systems::System;
+use lab_support::{fault, splitbrain, status};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -29,50 +32,18 @@ struct Cleanup;
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = Command::new(splitbrain())
-            .env(lab::LOCK_HELD_ENV, "1")
-            .args(["fault", "heal"])
-            .output();
-        let _ = Command::new(splitbrain())
-            .env(lab::LOCK_HELD_ENV, "1")
-            .args(["fault", "kill", "all"])
-            .output();
+        let _ = fault(&["heal"]);
+        let _ = fault(&["kill", "all"]);
         if let Err(e) = lab::down(&lab::LabConfig::default()) {
             eprintln!("lab down failed: {e}");
         }
     }
 }
 
-fn splitbrain() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_splitbrain"))
-}
-
-fn fault(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(splitbrain())
-        .env(lab::LOCK_HELD_ENV, "1")
-        .arg("fault")
-        .args(args)
-        .output()
-        .expect("run splitbrain fault");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn ok(args: &[&str]) -> String {
     let (code, out, err) = fault(args);
     assert_eq!(code, 0, "fault {args:?}: {err}");
     out
-}
-
-fn status() -> Vec<Value> {
-    serde_json::from_str::<Value>(&ok(&["status", "--json"]))
-        .expect("status JSON")
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 fn row(rows: &[Value], node: &str) -> Value {

@@ -4,8 +4,10 @@
 //! left on any node. Needs root (skips otherwise; fails under `CI=true`); holds the
 //! lab lock and takes the lab down at the end, also on failure.
 
+mod lab_support;
+
 use harness::lab;
-use std::path::PathBuf;
+use lab_support::{heal_and_down, our_rules, splitbrain};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,13 +15,7 @@ struct LabDown;
 
 impl Drop for LabDown {
     fn drop(&mut self) {
-        let _ = Command::new(splitbrain())
-            .env(lab::LOCK_HELD_ENV, "1")
-            .args(["fault", "heal"])
-            .output();
-        if let Err(e) = lab::down(&lab::LabConfig::default()) {
-            eprintln!("lab down failed: {e}");
-        }
+        heal_and_down();
     }
 }
 
@@ -33,27 +29,6 @@ impl Drop for Child {
             let _ = c.wait();
         }
     }
-}
-
-fn splitbrain() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_splitbrain"))
-}
-
-/// Lines of ours in every node's iptables rules.
-fn our_rules() -> Vec<String> {
-    (1..=5)
-        .flat_map(|n| {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &format!("sb-n{n}"), "iptables", "-S"])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| l.contains("SPLITBRAIN"))
-                .map(|l| format!("n{n}: {l}"))
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 #[test]
