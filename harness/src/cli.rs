@@ -9,6 +9,7 @@ use crate::nodes::{self, NodeSpec};
 use crate::runner::{self, stop::Stop};
 use crate::summary;
 use crate::systems::zoo::Zoo;
+use crate::systems::{System, SystemKind, SystemOptions, SystemSpec};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -102,7 +103,8 @@ pub struct TestArgs {
     /// Bound on connecting and logging in to one node.
     #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
     pub ssh_connect_timeout: Duration,
-    /// System under test.
+    /// System under test, `NAME` or `NAME:MODE`: zoo (mode from --zoo-mode),
+    /// redis-sentinel, etcd, postgres:async|sync-any-1|sync-all.
     #[arg(long, default_value = "zoo")]
     pub system: String,
     /// Zoo mode (architecture) to deploy.
@@ -361,20 +363,11 @@ pub(crate) fn run_one(
     rt: &tokio::runtime::Runtime,
     stop: &Stop,
 ) -> anyhow::Result<Vec<runner::RunOutcome>> {
-    if args.system != "zoo" {
-        bail!("unknown system {:?} (known: zoo)", args.system);
-    }
+    let spec = SystemSpec::parse(&args.system, &args.zoo_mode).map_err(anyhow::Error::msg)?;
     if !(args.rate.is_finite() && args.rate >= 0.0 && args.rate <= 1e7) {
         bail!(
             "invalid --rate {}: expected ops/s from 0 (unlimited) to 10000000",
             args.rate
-        );
-    }
-    if !crate::systems::zoo::MODES.contains(&args.zoo_mode.as_str()) {
-        bail!(
-            "unknown zoo mode {:?} (known: {})",
-            args.zoo_mode,
-            crate::systems::zoo::MODES.join(", ")
         );
     }
     if args.time_limit.is_zero() {
@@ -384,7 +377,7 @@ pub(crate) fn run_one(
     let name = args
         .name
         .clone()
-        .unwrap_or_else(|| format!("zoo-{}-{}-{}", args.zoo_mode, args.workload, nemesis_name));
+        .unwrap_or_else(|| default_name(&spec, args.workload, &nemesis_name));
     anyhow::ensure!(
         !name.is_empty()
             && name
@@ -414,16 +407,12 @@ pub(crate) fn run_one(
         );
     }
     let (nodes, is_lab, _lab_lock) = resolve_nodes(args, &mut ssh, stop)?;
-    let make_zoo = || -> anyhow::Result<Zoo> {
-        let mut zoo = Zoo::new(
-            &args.zoo_mode,
-            args.zoo_binary.clone().unwrap_or_else(default_zoo_binary),
-        )?;
-        // Lab nodes share one clock: clock faults reach the zoo through libfaketime.
-        zoo.faketime = is_lab && args.nemesis.includes(config::FaultKind::Clock);
-        Ok(zoo)
+    let opts = SystemOptions {
+        spec: spec.clone(),
+        lab: is_lab,
+        clock_faults: args.nemesis.includes(config::FaultKind::Clock),
+        zoo_binary: args.zoo_binary.clone().unwrap_or_else(default_zoo_binary),
     };
-    make_zoo()?;
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -435,8 +424,8 @@ pub(crate) fn run_one(
         concurrency: args.concurrency.resolve(nodes.len()),
         nodes,
         username: args.username.clone(),
-        system: args.system.clone(),
-        zoo_mode: args.zoo_mode.clone(),
+        system: spec.kind.to_string(),
+        mode: spec.mode.clone(),
         workload: args.workload,
         nemesis: args.nemesis,
         time_limit: args.time_limit,
@@ -453,29 +442,69 @@ pub(crate) fn run_one(
     let analysis = workloads::AnalyseOptions {
         latency_budget: args.latency_budget,
     };
-    let mut outcomes = Vec::new();
-    for i in 0..args.test_count {
-        if stop.is_stopped() {
-            break;
-        }
-        if args.test_count > 1 {
-            eprintln!("splitbrain: test {} of {}", i + 1, args.test_count);
-        }
-        let zoo = make_zoo()?;
-        // Each repetition its own seed, derived from the first: all reproducible.
-        let mut cfg = cfg.clone();
-        cfg.seed = cfg.seed.wrapping_add(u64::from(i));
-        let outcome = rt.block_on(runner::run_test(
-            cfg,
-            zoo,
-            &ssh,
-            &args.results_dir,
-            stop.clone(),
-            &analysis,
-        ))?;
-        println!("{}", summary::render(&outcome.results));
-        println!("results: {}", outcome.dir.path.display());
-        outcomes.push(outcome);
+    let run = Repeat {
+        count: args.test_count,
+        cfg,
+        ssh: &ssh,
+        results_dir: &args.results_dir,
+        analysis: &analysis,
+        rt,
+        stop,
+    };
+    match spec.kind {
+        SystemKind::Zoo => run.each(|| Zoo::new(&opts)),
+        other => bail!("system {other} is not available in this build"),
     }
-    Ok(outcomes)
+}
+
+/// `--test-count` runs of one configuration, one after another.
+struct Repeat<'a> {
+    count: u32,
+    cfg: TestConfig,
+    ssh: &'a SshOptions,
+    results_dir: &'a std::path::Path,
+    analysis: &'a workloads::AnalyseOptions,
+    rt: &'a tokio::runtime::Runtime,
+    stop: &'a Stop,
+}
+
+impl Repeat<'_> {
+    /// Builds the system once up front (a bad option fails before any run), then once
+    /// per run; prints each summary; stops early when the user stops.
+    fn each<S: System>(
+        self,
+        make: impl Fn() -> anyhow::Result<S>,
+    ) -> anyhow::Result<Vec<runner::RunOutcome>> {
+        make()?;
+        let mut outcomes = Vec::new();
+        for i in 0..self.count {
+            if self.stop.is_stopped() {
+                break;
+            }
+            if self.count > 1 {
+                eprintln!("splitbrain: test {} of {}", i + 1, self.count);
+            }
+            // Each repetition its own seed, derived from the first: all reproducible.
+            let mut cfg = self.cfg.clone();
+            cfg.seed = cfg.seed.wrapping_add(u64::from(i));
+            let outcome = self.rt.block_on(runner::run_test(
+                cfg,
+                make()?,
+                self.ssh,
+                self.results_dir,
+                self.stop.clone(),
+                self.analysis,
+            ))?;
+            println!("{}", summary::render(&outcome.results));
+            println!("results: {}", outcome.dir.path.display());
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+}
+
+/// The results folder's name when `--name` is not given, e.g.
+/// `zoo-raft-set-partition` or `postgres-sync-all-register-kill_pause`.
+pub(crate) fn default_name(spec: &SystemSpec, workload: WorkloadKind, nemesis: &str) -> String {
+    format!("{}-{}-{}-{}", spec.kind, spec.mode, workload, nemesis)
 }

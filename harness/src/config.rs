@@ -217,8 +217,9 @@ pub struct TestConfig {
     pub name: String,
     pub nodes: Vec<NodeSpec>,
     pub username: String,
+    /// The system's kind (`zoo`, `postgres`, ...) and the mode it was deployed in.
     pub system: String,
-    pub zoo_mode: String,
+    pub mode: String,
     pub workload: workloads::WorkloadKind,
     pub nemesis: NemesisKind,
     #[serde(serialize_with = "secs")]

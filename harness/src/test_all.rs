@@ -1,5 +1,5 @@
-//! `splitbrain test-all`: a matrix of zoo modes × workloads × nemeses (from flags or
-//! a TOML file), run one after another with the options of `splitbrain test`, and
+//! `splitbrain test-all`: a matrix of systems (zoo modes, Redis, etcd, PostgreSQL
+//! modes) × workloads × nemeses (from flags or a TOML file), run one after another with the options of `splitbrain test`, and
 //! one summary table — lost writes, dual masters, linearizable, p99 latency, time to
 //! recover per cell: the architecture trade-off table, measured.
 
@@ -7,7 +7,8 @@ use crate::cli::{self, TestArgs};
 use crate::config::{self, NemesisKind};
 use crate::runner::stop::Stop;
 use crate::runner::RunOutcome;
-use anyhow::{bail, Context};
+use crate::systems::SystemSpec;
+use anyhow::Context;
 use checkers::Validity;
 use clap::Args;
 use serde::Deserialize;
@@ -19,7 +20,12 @@ use workloads::{CheckerResult, WorkloadKind};
 
 #[derive(Args, Debug)]
 pub struct TestAllArgs {
-    /// Zoo modes to test, comma-separated (default: --zoo-mode).
+    /// Systems to test, comma-separated, each `NAME` or `NAME:MODE` as for --system
+    /// (e.g. `postgres:async,postgres:sync-all,redis-sentinel`).
+    #[arg(long, value_delimiter = ',')]
+    pub systems: Vec<String>,
+    /// Zoo modes to test, comma-separated (short for `--systems zoo:MODE,...`); with
+    /// neither, --system and --zoo-mode.
     #[arg(long, value_delimiter = ',')]
     pub zoo_modes: Vec<String>,
     /// Workloads, comma-separated (default: --workload).
@@ -29,8 +35,8 @@ pub struct TestAllArgs {
     /// (default: --nemesis).
     #[arg(long, value_delimiter = ';', value_parser = config::parse_nemesis)]
     pub nemeses: Vec<NemesisKind>,
-    /// A TOML file with `zoo_modes`, `workloads` and `nemeses` lists; its lists replace
-    /// the flags' (`nemeses` entries as for --nemesis).
+    /// A TOML file with `systems`, `zoo_modes`, `workloads` and `nemeses` lists; its
+    /// lists replace the flags' (`nemeses` entries as for --nemesis).
     #[arg(long)]
     pub matrix: Option<PathBuf>,
     /// Everything else as for `splitbrain test`; --name, if given, prefixes every cell.
@@ -42,6 +48,8 @@ pub struct TestAllArgs {
 #[serde(deny_unknown_fields)]
 struct MatrixFile {
     #[serde(default)]
+    systems: Vec<String>,
+    #[serde(default)]
     zoo_modes: Vec<String>,
     #[serde(default)]
     workloads: Vec<String>,
@@ -52,7 +60,7 @@ struct MatrixFile {
 /// One cell of the matrix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
-    pub zoo_mode: String,
+    pub system: SystemSpec,
     pub workload: WorkloadKind,
     pub nemesis: NemesisKind,
 }
@@ -70,9 +78,10 @@ fn read_matrix(path: &Path) -> anyhow::Result<MatrixFile> {
     })
 }
 
-/// The cells to run, in order: modes outermost, then workloads, then nemeses.
+/// The cells to run, in order: systems outermost, then workloads, then nemeses.
 pub fn cells(args: &TestAllArgs) -> anyhow::Result<Vec<Cell>> {
-    let (mut modes, mut workloads, mut nemeses) = (
+    let (mut systems, mut modes, mut workloads, mut nemeses) = (
+        args.systems.clone(),
         args.zoo_modes.clone(),
         args.workloads.clone(),
         args.nemeses.clone(),
@@ -80,7 +89,8 @@ pub fn cells(args: &TestAllArgs) -> anyhow::Result<Vec<Cell>> {
     if let Some(path) = &args.matrix {
         let m = read_matrix(path)?;
         let at = |what: &str, e: String| format!("matrix file {}: {what}: {e}", path.display());
-        if !m.zoo_modes.is_empty() {
+        if !m.systems.is_empty() || !m.zoo_modes.is_empty() {
+            systems = m.systems;
             modes = m.zoo_modes;
         }
         if !m.workloads.is_empty() {
@@ -100,8 +110,18 @@ pub fn cells(args: &TestAllArgs) -> anyhow::Result<Vec<Cell>> {
                 .map_err(anyhow::Error::msg)?;
         }
     }
-    if modes.is_empty() {
-        modes.push(args.test.zoo_mode.clone());
+    let mut specs = Vec::new();
+    for text in &systems {
+        specs.push(SystemSpec::parse(text, &args.test.zoo_mode).map_err(anyhow::Error::msg)?);
+    }
+    for m in &modes {
+        specs.push(SystemSpec::parse(&format!("zoo:{m}"), m).map_err(anyhow::Error::msg)?);
+    }
+    if specs.is_empty() {
+        specs.push(
+            SystemSpec::parse(&args.test.system, &args.test.zoo_mode)
+                .map_err(anyhow::Error::msg)?,
+        );
     }
     if workloads.is_empty() {
         workloads.push(args.test.workload);
@@ -109,20 +129,12 @@ pub fn cells(args: &TestAllArgs) -> anyhow::Result<Vec<Cell>> {
     if nemeses.is_empty() {
         nemeses.push(args.test.nemesis);
     }
-    for m in &modes {
-        if !crate::systems::zoo::MODES.contains(&m.as_str()) {
-            bail!(
-                "unknown zoo mode {m:?} (known: {})",
-                crate::systems::zoo::MODES.join(", ")
-            );
-        }
-    }
     let mut out = Vec::new();
-    for m in &modes {
+    for spec in &specs {
         for w in &workloads {
             for n in &nemeses {
                 out.push(Cell {
-                    zoo_mode: m.clone(),
+                    system: spec.clone(),
                     workload: *w,
                     nemesis: *n,
                 });
@@ -226,7 +238,7 @@ pub fn row(cell: &Cell, outcome: &RunOutcome) -> Row {
 pub fn render(rows: &[Row]) -> String {
     let mut b = Builder::default();
     b.push_record([
-        "mode",
+        "system",
         "workload",
         "nemesis",
         "verdict",
@@ -239,7 +251,7 @@ pub fn render(rows: &[Row]) -> String {
     ]);
     for r in rows {
         b.push_record([
-            r.cell.zoo_mode.clone(),
+            r.cell.system.to_string(),
             r.cell.workload.to_string(),
             r.cell.nemesis.name(),
             r.verdict.clone(),
@@ -273,27 +285,29 @@ pub fn run(args: TestAllArgs) -> anyhow::Result<u8> {
             break;
         }
         eprintln!(
-            "splitbrain: test-all {}/{}: zoo {} / {} / {}",
+            "splitbrain: test-all {}/{}: {} / {} / {}",
             i + 1,
             cells.len(),
-            cell.zoo_mode,
+            cell.system,
             cell.workload,
             cell.nemesis.name()
         );
         let mut t = args.test.clone();
-        t.zoo_mode = cell.zoo_mode.clone();
+        t.system = cell.system.label();
         t.workload = cell.workload;
         t.nemesis = cell.nemesis;
         t.name = Some(format!(
-            "{}zoo-{}-{}-{}",
+            "{}{}",
             args.test
                 .name
                 .as_ref()
                 .map(|n| format!("{n}-"))
                 .unwrap_or_default(),
-            cell.zoo_mode,
-            cell.workload,
-            cell.nemesis.name().replace(',', "_")
+            cli::default_name(
+                &cell.system,
+                cell.workload,
+                &cell.nemesis.name().replace(',', "_")
+            )
         ));
         match cli::run_one(&t, &rt, &stop) {
             Ok(outcomes) => {
@@ -304,10 +318,10 @@ pub fn run(args: TestAllArgs) -> anyhow::Result<u8> {
             }
             Err(e) => {
                 let text = format!("{e:#}").replace('\n', " ");
-                eprintln!("splitbrain: test-all: {} failed: {text}", cell.zoo_mode);
+                eprintln!("splitbrain: test-all: {} failed: {text}", cell.system);
                 failures.push(format!(
-                    "zoo {} / {} / {}: {text}",
-                    cell.zoo_mode,
+                    "{} / {} / {}: {text}",
+                    cell.system,
                     cell.workload,
                     cell.nemesis.name()
                 ));
@@ -371,13 +385,13 @@ mod tests {
         ]);
         let c = cells(&a).unwrap();
         assert_eq!(c.len(), 8);
-        assert_eq!(c[0].zoo_mode, "raft");
+        assert_eq!(c[0].system.label(), "zoo:raft");
         assert_eq!(c[1].nemesis, NemesisKind::None);
         assert_eq!(c[2].workload, WorkloadKind::Register);
         let d = cells(&parse(&["--zoo-mode", "raft", "--workload", "list-append"])).unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!(
-            (d[0].zoo_mode.as_str(), d[0].workload),
+            (d[0].system.mode.as_str(), d[0].workload),
             ("raft", WorkloadKind::ListAppend)
         );
 
@@ -391,7 +405,22 @@ mod tests {
         let a = parse(&["--matrix", f.to_str().unwrap(), "--zoo-modes", "sync"]);
         let c = cells(&a).unwrap();
         assert_eq!(c.len(), 2);
-        assert!(c.iter().all(|c| c.zoo_mode == "raft"));
+        assert!(c.iter().all(|c| c.system.label() == "zoo:raft"));
+        let a = parse(&["--systems", "postgres:sync-all,etcd", "--zoo-modes", "sync"]);
+        let labels: Vec<String> = cells(&a)
+            .unwrap()
+            .iter()
+            .map(|c| c.system.label())
+            .collect();
+        assert_eq!(labels, ["postgres:sync-all", "etcd:raft", "zoo:sync"]);
+        std::fs::write(&f, "systems = [\"redis-sentinel\"]\n").unwrap();
+        let a = parse(&["--matrix", f.to_str().unwrap(), "--zoo-modes", "sync"]);
+        let labels: Vec<String> = cells(&a)
+            .unwrap()
+            .iter()
+            .map(|c| c.system.label())
+            .collect();
+        assert_eq!(labels, ["redis-sentinel:sentinel"]);
     }
 
     #[test]

@@ -172,7 +172,7 @@ fn results_written_by_the_runner_read_back() {
         nodes: vec![],
         username: "root".into(),
         system: "zoo".into(),
-        zoo_mode: "async-failover".into(),
+        mode: "async-failover".into(),
         workload: workloads::WorkloadKind::Set,
         nemesis: NemesisKind::PartitionMaster,
         time_limit: std::time::Duration::from_secs(3),

@@ -158,9 +158,7 @@ fn reconstruct(test: StoredTest, history: &[Op], a: &Analysis) -> anyhow::Result
         heal_errors: Vec::new(),
         final_read_failures: Vec::new(),
         interrupted: false,
-        system: format!("{} {}", test.system, test.zoo_mode)
-            .trim()
-            .to_string(),
+        system: format!("{} {}", test.system, test.mode).trim().to_string(),
         environment: None,
         reconstructed: true,
         test,
@@ -265,9 +263,12 @@ pub fn reproduce_command(t: &StoredTest) -> String {
         other => other,
     };
     let mut cmd = format!(
-        "splitbrain test --system {} --zoo-mode {} --workload {} --nemesis {} --nemesis-interval {}s --time-limit {}s --recovery-time {}s --op-timeout {}s --concurrency {} --rate {} --max-ops {} --seed {} --name {}",
-        sh_quote(&t.system),
-        sh_quote(&t.zoo_mode),
+        "splitbrain test --system {} --workload {} --nemesis {} --nemesis-interval {}s --time-limit {}s --recovery-time {}s --op-timeout {}s --concurrency {} --rate {} --max-ops {} --seed {} --name {}",
+        sh_quote(&if t.mode.is_empty() {
+            t.system.clone()
+        } else {
+            format!("{}:{}", t.system, t.mode)
+        }),
         sh_quote(&t.workload),
         sh_quote(nemesis),
         t.nemesis_interval,

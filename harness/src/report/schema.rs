@@ -56,7 +56,9 @@ pub struct StoredTest {
     pub nodes: Vec<StoredNode>,
     pub username: String,
     pub system: String,
-    pub zoo_mode: String,
+    /// Written as `zoo_mode` before other systems existed.
+    #[serde(alias = "zoo_mode")]
+    pub mode: String,
     pub workload: String,
     pub nemesis: String,
     pub time_limit: f64,

@@ -148,8 +148,10 @@ async fn run_in<S: System>(
         &handles,
         cfg.seed,
         system.describe(),
-        (cfg.system == "zoo")
-            .then(|| format!("zoo {} (built with the harness)", cfg.harness_version)),
+        match handles.first() {
+            Some(h) => system.version(h).await,
+            None => None,
+        },
     )
     .await;
     // The body runs as its own task so that a panic in it (a bug) still reaches the
@@ -246,6 +248,7 @@ async fn run_body<S: System>(
         r.context("setup task failed")??;
     }
     system.await_ready(&specs, Duration::from_secs(30)).await?;
+    let supervisor = Supervisor::start(&system, handles);
 
     let start = Instant::now();
     let recorder = Arc::new(Recorder::create(
@@ -379,6 +382,7 @@ async fn run_body<S: System>(
         }
         final_read_failures.sort();
     }
+    supervisor.finish().await;
     progress.finish();
     observers_stop.stop();
     while let Some(r) = observers.join_next().await {
@@ -393,6 +397,46 @@ async fn run_body<S: System>(
         duration_s: start.elapsed().as_secs_f64(),
     };
     Ok((stats, faults, final_read_failures, interrupted))
+}
+
+/// The system's [`System::supervise`] task for the length of the body; aborted when
+/// dropped, so an early error return does not leave it running.
+struct Supervisor {
+    task: Option<tokio::task::JoinHandle<()>>,
+    stop: Stop,
+}
+
+impl Supervisor {
+    fn start<S: System>(system: &Arc<S>, handles: &[NodeHandle]) -> Supervisor {
+        let stop = Stop::default();
+        let task = tokio::spawn(system.clone().supervise(handles.to_vec(), stop.clone()));
+        Supervisor {
+            task: Some(task),
+            stop,
+        }
+    }
+
+    /// Asks it to stop and waits a bounded while before aborting it.
+    async fn finish(mut self) {
+        self.stop.stop();
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(10), &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the system's supervisor did not stop within 10s; aborted");
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 async fn collect_logs<S: System>(system: &S, handles: &[NodeHandle], dir: &RunDir) {

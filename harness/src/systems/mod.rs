@@ -3,10 +3,14 @@
 //! logs to collect, and a [`SystemClient`] that turns workload invocations into
 //! requests and classifies every answer as `ok`, `fail` or `info`.
 
+pub mod kind;
 pub mod zoo;
+
+pub use kind::{SystemKind, SystemOptions, SystemSpec};
 
 use crate::control::{Remote, Target};
 use crate::nodes::NodeSpec;
+use crate::runner::stop::Stop;
 use nemesis::process::{signal_script, status_script, ProcessState, Signal};
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -103,6 +107,26 @@ pub trait System: Send + Sync + 'static {
         node: &NodeHandle,
         all: &[NodeSpec],
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// A task the runner keeps beside the clients from readiness until the final reads
+    /// are done, then stops through `stop` (and aborts if it does not end): for systems
+    /// whose failover the harness drives, as an operator's tooling would. The default
+    /// does nothing.
+    fn supervise(
+        self: Arc<Self>,
+        nodes: Vec<NodeHandle>,
+        stop: Stop,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let _ = (nodes, stop);
+        async {}
+    }
+
+    /// The version of the software under test on `node`, for results.json (e.g. the
+    /// output of `redis-server --version`); `None` when the system cannot tell.
+    fn version(&self, node: &NodeHandle) -> impl Future<Output = Option<String>> + Send {
+        let _ = node;
+        async { None }
+    }
 
     /// SIGKILLs the system's process on `node` and waits until it is gone.
     fn kill_node(&self, node: &NodeHandle) -> impl Future<Output = anyhow::Result<()>> + Send {

@@ -39,7 +39,15 @@ pub struct Zoo {
 }
 
 impl Zoo {
-    pub fn new(mode: &str, binary: PathBuf) -> anyhow::Result<Zoo> {
+    /// The zoo in `opts.spec.mode`; under clock faults on the lab, every daemon starts
+    /// under libfaketime (lab nodes share one clock).
+    pub fn new(opts: &super::SystemOptions) -> anyhow::Result<Zoo> {
+        let mut zoo = Zoo::with_binary(&opts.spec.mode, opts.zoo_binary.clone())?;
+        zoo.faketime = opts.lab && opts.clock_faults;
+        Ok(zoo)
+    }
+
+    pub fn with_binary(mode: &str, binary: PathBuf) -> anyhow::Result<Zoo> {
         if !MODES.contains(&mode) {
             bail!("unknown zoo mode {mode:?} (known: {})", MODES.join(", "));
         }
@@ -110,6 +118,13 @@ fn stop_script(pid: &str) -> String {
 }
 
 impl System for Zoo {
+    async fn version(&self, _node: &NodeHandle) -> Option<String> {
+        Some(format!(
+            "zoo {} (built with the harness)",
+            env!("CARGO_PKG_VERSION")
+        ))
+    }
+
     type Client = ZooClient;
 
     fn describe(&self) -> String {
