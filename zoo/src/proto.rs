@@ -44,6 +44,9 @@ pub enum Request {
     },
     /// This node's view of its role. Success: [`Response::Role`].
     Role,
+    /// This node's wall clock as its process reads it (so a skewed clock shows).
+    /// Success: [`Response::Time`]. Answered by every mode and the router.
+    Time,
     /// *peer*: heartbeat from `from`, carrying the sender's own view. Answered with
     /// [`Response::Role`] describing the receiver.
     Ping { from: String, view: RoleInfo },
@@ -131,6 +134,7 @@ impl Request {
             Request::Add { .. } => "add",
             Request::Read { .. } => "read",
             Request::Role => "role",
+            Request::Time => "time",
             Request::Ping { .. } => "ping",
             Request::Fetch { .. } => "fetch",
             Request::ForwardAdd { .. } => "forward_add",
@@ -167,6 +171,7 @@ impl Request {
             | Request::ReadList { .. }
             | Request::Read { .. }
             | Request::Role
+            | Request::Time
             | Request::DebugBlockPeers { .. } => None,
         }
     }
@@ -221,6 +226,9 @@ pub enum Response {
     },
     /// *peer*: answer to `gossip`: how many of the writes replaced the receiver's data.
     Gossiped { applied: usize },
+    /// The answering process's wall clock, milliseconds since the Unix epoch
+    /// (negative before it): answer to `time`.
+    Time { unix_ms: i64 },
     /// The peers this node now blocks (answer to `debug_block_peers`).
     DebugBlocked { peers: Vec<String> },
     /// The request failed; see [`ErrorReply::outcome`] for whether it may have taken effect.

@@ -1,6 +1,7 @@
 //! The TCP front shared by all modes: accepts connections, frames and parses request
 //! lines, hands each to the mode's [`Handler`] and writes its answer. Malformed lines
-//! get a `bad_request` error and the connection stays usable.
+//! get a `bad_request` error and the connection stays usable. `time` is answered
+//! here, the same for every mode: the process's wall clock.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -78,6 +79,7 @@ async fn connection<H: Handler>(stream: TcpStream, handler: Arc<H>, log: Arc<Eve
         let reply = match frame {
             Frame::Line(line) if line.trim().is_empty() => continue,
             Frame::Line(line) => match serde_json::from_str::<Request>(&line) {
+                Ok(Request::Time) => Reply::Send(wall_time()),
                 Ok(request) => handler.handle(request).await,
                 Err(e) => Reply::Send(bad_request(format!(
                     "cannot parse request `{}`: {e}",
@@ -99,6 +101,16 @@ async fn connection<H: Handler>(stream: TcpStream, handler: Arc<H>, log: Arc<Eve
             Reply::Drop => return,
         }
     }
+}
+
+/// The answer to `time`: this process's wall clock (as libfaketime, say, makes it
+/// look) in milliseconds since the Unix epoch.
+fn wall_time() -> Response {
+    let unix_ms = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    };
+    Response::Time { unix_ms }
 }
 
 fn bad_request(message: String) -> Response {
