@@ -48,6 +48,10 @@ pub enum Command {
     Report(ReportArgs),
     /// Browse the results store over HTTP.
     Serve(crate::serve::ServeArgs),
+    /// Preflight of the controller and the nodes (default: the lab): SSH, host keys,
+    /// root, iptables, tc/netem, clock rights, time sync, disk, clock offset; each
+    /// failure with its fix. Exit 0 when nothing failed, 3 otherwise.
+    Doctor(Box<crate::doctor::DoctorArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -193,6 +197,7 @@ pub fn main() -> u8 {
         Command::TestAll(args) => report(crate::test_all::run(*args)),
         Command::Report(args) => report(report_command(&args)),
         Command::Serve(args) => report(crate::serve::run(args)),
+        Command::Doctor(args) => report(crate::doctor::run(*args)),
     }
 }
 

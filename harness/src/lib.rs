@@ -5,6 +5,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod doctor;
 pub mod fault;
 pub mod lab;
 pub mod log;

@@ -1,0 +1,691 @@
+//! `splitbrain doctor`: preflight of the controller and every node before a test —
+//! credentials and results directory on the controller; per node TCP reachability,
+//! host key, login, sudo, iptables, tc and netem, clock-setting rights, time sync,
+//! free disk and clock offset. One table (or `--json`), each failure with the exact
+//! command that fixes it; exit 0 when nothing failed (warnings allowed), 3 otherwise.
+//! It changes nothing on the nodes (the netem probe adds and removes a throw-away
+//! qdisc, as the nemesis does; the clock is only read).
+
+pub mod probe;
+
+use crate::cli::EXIT_HARNESS;
+use crate::config;
+use crate::control::known_hosts::KnownHosts;
+use crate::control::{
+    ControlError, Credentials, Remote, Session, SshOptions, StrictHostKeyChecking,
+};
+use crate::lab;
+use crate::nodes::{self, NodeSpec};
+use anyhow::{bail, Context};
+use clap::Args;
+use probe::Place;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bound on the probe script on one node.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// Comma-separated nodes (`host[:port]`); default: the local lab.
+    #[arg(long, conflicts_with = "nodes_file")]
+    pub nodes: Option<String>,
+    /// File with one node a line: `NAME HOST[:PORT] [workdir=DIR] [user=USER]`.
+    #[arg(long)]
+    pub nodes_file: Option<PathBuf>,
+    /// SSH login user (a node's own `user=` wins).
+    #[arg(long, default_value = "root")]
+    pub username: String,
+    /// SSH private key; default: the lab's key, or ~/.ssh/id_* and the ssh-agent.
+    #[arg(long)]
+    pub ssh_private_key: Option<PathBuf>,
+    /// known_hosts to check node keys against; default: the lab's, or ~/.ssh/known_hosts.
+    #[arg(long)]
+    pub known_hosts: Option<PathBuf>,
+    /// yes (default), accept-new (trust on first use) or no.
+    #[arg(long, default_value = "yes", value_parser = |s: &str| s.parse::<StrictHostKeyChecking>())]
+    pub strict_host_key_checking: StrictHostKeyChecking,
+    /// Bound on connecting and logging in to one node.
+    #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
+    pub ssh_connect_timeout: Duration,
+    /// The lab's state directory (when no nodes are given).
+    #[arg(long, default_value = lab::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Where test runs will be stored (checked for space and write access).
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+    /// Print the rows as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One thing doctor checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Check {
+    Credentials,
+    ResultsDir,
+    Reachable,
+    HostKey,
+    Auth,
+    Sudo,
+    Iptables,
+    Tc,
+    Netem,
+    ClockRights,
+    TimeSync,
+    Disk,
+    ClockOffset,
+}
+
+/// The node checks in table order, after reachable/host key/auth.
+const NODE_CHECKS: [Check; 11] = [
+    Check::Reachable,
+    Check::HostKey,
+    Check::Auth,
+    Check::Sudo,
+    Check::Iptables,
+    Check::Tc,
+    Check::Netem,
+    Check::ClockRights,
+    Check::TimeSync,
+    Check::Disk,
+    Check::ClockOffset,
+];
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Check::Credentials => "credentials",
+            Check::ResultsDir => "results dir",
+            Check::Reachable => "reachable",
+            Check::HostKey => "host key",
+            Check::Auth => "auth",
+            Check::Sudo => "sudo",
+            Check::Iptables => "iptables",
+            Check::Tc => "tc",
+            Check::Netem => "netem",
+            Check::ClockRights => "clock rights",
+            Check::TimeSync => "time sync",
+            Check::Disk => "free disk",
+            Check::ClockOffset => "clock offset",
+        })
+    }
+}
+
+/// A check's outcome. Warnings do not fail the doctor; skipped checks follow a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+    Skipped,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Ok => "ok",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+            Status::Skipped => "skipped",
+        })
+    }
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Row {
+    /// A node's name, or `controller`.
+    pub node: String,
+    pub check: Check,
+    pub status: Status,
+    pub detail: String,
+    /// The command (or step) that fixes a failure or warning.
+    pub fix: Option<String>,
+}
+
+fn row(node: &str, check: Check, status: Status, detail: String, fix: Option<String>) -> Row {
+    Row {
+        node: node.to_string(),
+        check,
+        status,
+        detail,
+        fix,
+    }
+}
+
+/// The nodes, where they run, and how to log in.
+fn resolve(args: &DoctorArgs) -> anyhow::Result<(Vec<NodeSpec>, Place, SshOptions)> {
+    let mut ssh = SshOptions {
+        username: args.username.clone(),
+        private_key: args.ssh_private_key.clone(),
+        strict_host_key_checking: args.strict_host_key_checking,
+        connect_timeout: args.ssh_connect_timeout,
+        password: std::env::var("SPLITBRAIN_SSH_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
+        ..SshOptions::default()
+    };
+    if let Some(k) = &args.known_hosts {
+        ssh.known_hosts = k.clone();
+    }
+    if let Some(list) = &args.nodes {
+        return Ok((nodes::parse_nodes_flag(list)?, Place::Remote, ssh));
+    }
+    if let Some(file) = &args.nodes_file {
+        return Ok((nodes::read_nodes_file(file)?, Place::Remote, ssh));
+    }
+    let file = args.state_dir.join("nodes");
+    if !file.is_file() {
+        bail!(
+            "no --nodes given and no lab at {} (no nodes file): run `splitbrain lab up`, or pass --nodes / --nodes-file",
+            args.state_dir.display()
+        );
+    }
+    if args.ssh_private_key.is_none() {
+        ssh.private_key = Some(args.state_dir.join("id_ed25519"));
+        ssh.use_agent = false;
+    }
+    if args.known_hosts.is_none() {
+        ssh.known_hosts = args.state_dir.join("known_hosts");
+    }
+    Ok((nodes::read_nodes_file(&file)?, Place::Lab, ssh))
+}
+
+/// Runs `splitbrain doctor`: prints the table; 0 when nothing failed, else 3 with one
+/// line on stderr naming the failed checks.
+pub fn run(args: DoctorArgs) -> anyhow::Result<u8> {
+    let (nodes, place, ssh) = resolve(&args)?;
+    let rt = crate::cli::runtime()?;
+    let rows = rt.block_on(diagnose(&nodes, place, &ssh, &args.results_dir));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).context("rendering JSON")?
+        );
+    } else {
+        println!("{}", render(&rows));
+    }
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.status == Status::Fail)
+        .map(|r| format!("{} {}", r.node, r.check))
+        .collect();
+    if failed.is_empty() {
+        return Ok(0);
+    }
+    eprintln!(
+        "splitbrain: doctor: {} check(s) failed: {} (fixes in the table)",
+        failed.len(),
+        failed.join(", ")
+    );
+    Ok(EXIT_HARNESS)
+}
+
+/// The table, then a count line.
+pub fn render(rows: &[Row]) -> String {
+    let mut b = tabled::builder::Builder::default();
+    b.push_record(["node", "check", "result", "detail", "fix"]);
+    for r in rows {
+        b.push_record([
+            r.node.clone(),
+            r.check.to_string(),
+            r.status.to_string(),
+            r.detail.clone(),
+            r.fix.clone().unwrap_or_default(),
+        ]);
+    }
+    let mut table = b.build();
+    table.with(tabled::settings::Style::sharp());
+    let count = |s| rows.iter().filter(|r| r.status == s).count();
+    format!(
+        "{table}\n{} ok, {} warnings, {} failed, {} skipped",
+        count(Status::Ok),
+        count(Status::Warn),
+        count(Status::Fail),
+        count(Status::Skipped)
+    )
+}
+
+/// Every row: the controller's first, then each node's in nodes-file order.
+pub async fn diagnose(
+    nodes: &[NodeSpec],
+    place: Place,
+    ssh: &SshOptions,
+    results_dir: &Path,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let creds = match Credentials::load(ssh) {
+        Ok(c) => {
+            rows.push(row(
+                "controller",
+                Check::Credentials,
+                Status::Ok,
+                describe_credentials(ssh),
+                None,
+            ));
+            Some(Arc::new(c))
+        }
+        Err(e) => {
+            let fix = match &e {
+                ControlError::KeyFile { .. } => {
+                    "pass a readable OpenSSH private key: `--ssh-private-key ~/.ssh/id_ed25519` (create one with `ssh-keygen -t ed25519`)"
+                }
+                _ => "`ssh-keygen -t ed25519` and install ~/.ssh/id_ed25519.pub on the nodes, or pass --ssh-private-key",
+            };
+            rows.push(row(
+                "controller",
+                Check::Credentials,
+                Status::Fail,
+                e.to_string(),
+                Some(fix.into()),
+            ));
+            None
+        }
+    };
+    rows.push(results_dir_row(results_dir));
+    let tasks: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let (n, ssh, creds) = (n.clone(), ssh.clone(), creds.clone());
+            tokio::spawn(async move { diagnose_node(&n, place, &ssh, creds).await })
+        })
+        .collect();
+    for (task, node) in tasks.into_iter().zip(nodes) {
+        match task.await {
+            Ok(r) => rows.extend(r),
+            Err(e) => rows.push(row(
+                &node.name,
+                Check::Reachable,
+                Status::Fail,
+                format!("doctor task failed: {e}"),
+                None,
+            )),
+        }
+    }
+    rows
+}
+
+fn describe_credentials(ssh: &SshOptions) -> String {
+    let mut what = Vec::new();
+    match &ssh.private_key {
+        Some(k) => what.push(format!("key {}", k.display())),
+        None => what.push("default keys in ~/.ssh".to_string()),
+    }
+    if ssh.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some_and(|s| !s.is_empty()) {
+        what.push("ssh-agent".into());
+    }
+    if ssh.password.is_some() {
+        what.push("password (SPLITBRAIN_SSH_PASSWORD)".into());
+    }
+    format!("will try {}", what.join(", "))
+}
+
+fn results_dir_row(dir: &Path) -> Row {
+    let mut d = dir.to_path_buf();
+    while !d.is_dir() {
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => d = p.to_path_buf(),
+            _ => {
+                d = PathBuf::from(".");
+                break;
+            }
+        }
+    }
+    let bad = |detail: String, fix: String| {
+        row(
+            "controller",
+            Check::ResultsDir,
+            Status::Fail,
+            detail,
+            Some(fix),
+        )
+    };
+    let Ok(c) = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()) else {
+        return bad(
+            format!("{}: path has a NUL byte", dir.display()),
+            "pass another --results-dir".into(),
+        );
+    };
+    // SAFETY: `c` is a valid NUL-terminated path; `st` is plain old data we own.
+    let (writable, avail_kb) = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        let free = (libc::statvfs(c.as_ptr(), &mut st) == 0)
+            .then(|| st.f_bavail as u64 * st.f_frsize as u64 / 1024);
+        (libc::access(c.as_ptr(), libc::W_OK) == 0, free)
+    };
+    let Some(kb) = avail_kb else {
+        return bad(
+            format!("cannot stat {}", d.display()),
+            "pass another --results-dir".into(),
+        );
+    };
+    let free = format!("{:.1} GiB free in {}", kb as f64 / 1048576.0, d.display());
+    if !writable {
+        return bad(
+            format!("{} is not writable ({free})", d.display()),
+            format!(
+                "`chown $(id -u) {}`, or pass another --results-dir",
+                d.display()
+            ),
+        );
+    }
+    let fix = format!(
+        "free space under {} or pass --results-dir on a larger filesystem",
+        d.display()
+    );
+    if kb < probe::DISK_FAIL_KB {
+        bad(format!("only {free}"), fix)
+    } else if kb < probe::DISK_WARN_KB {
+        row(
+            "controller",
+            Check::ResultsDir,
+            Status::Warn,
+            format!("only {free}"),
+            Some(fix),
+        )
+    } else {
+        row("controller", Check::ResultsDir, Status::Ok, free, None)
+    }
+}
+
+/// Rows for the checks after `from` (exclusive), all skipped for `why`.
+fn skipped_after(node: &str, from: Check, why: &str) -> Vec<Row> {
+    NODE_CHECKS
+        .iter()
+        .skip_while(|c| **c != from)
+        .skip(1)
+        .map(|c| {
+            row(
+                node,
+                *c,
+                Status::Skipped,
+                format!("not checked: {why}"),
+                None,
+            )
+        })
+        .collect()
+}
+
+async fn diagnose_node(
+    node: &NodeSpec,
+    place: Place,
+    ssh: &SshOptions,
+    creds: Option<Arc<Credentials>>,
+) -> Vec<Row> {
+    let name = node.name.as_str();
+    let addr = format!("{}:{}", node.host, node.port);
+    let mut rows = Vec::new();
+    let t = Instant::now();
+    let tcp = tokio::time::timeout(
+        ssh.connect_timeout,
+        tokio::net::TcpStream::connect((node.host.as_str(), node.port)),
+    )
+    .await;
+    let reach_fix = format!(
+        "start the node and its sshd (`systemctl enable --now ssh` on {name}); check {addr} in the nodes file and the firewall"
+    );
+    match tcp {
+        Ok(Ok(_)) => rows.push(row(
+            name,
+            Check::Reachable,
+            Status::Ok,
+            format!("TCP {addr} open in {} ms", t.elapsed().as_millis()),
+            None,
+        )),
+        Ok(Err(e)) => {
+            rows.push(row(
+                name,
+                Check::Reachable,
+                Status::Fail,
+                format!("TCP {addr}: {e}"),
+                Some(reach_fix),
+            ));
+            rows.extend(skipped_after(name, Check::Reachable, "unreachable"));
+            return rows;
+        }
+        Err(_) => {
+            rows.push(row(
+                name,
+                Check::Reachable,
+                Status::Fail,
+                format!(
+                    "TCP {addr}: no answer within {}s",
+                    ssh.connect_timeout.as_secs_f64()
+                ),
+                Some(reach_fix),
+            ));
+            rows.extend(skipped_after(name, Check::Reachable, "unreachable"));
+            return rows;
+        }
+    }
+    let Some(creds) = creds else {
+        rows.extend(skipped_after(
+            name,
+            Check::Reachable,
+            "no credentials (see controller)",
+        ));
+        return rows;
+    };
+    let recorded_before = KnownHosts::load(&ssh.known_hosts)
+        .map(|kh| !kh.recorded_algorithms(&node.host, node.port).is_empty())
+        .unwrap_or(false);
+    let session = match Session::connect_with(node, ssh, creds).await {
+        Ok(s) => s,
+        Err(e) => {
+            rows.extend(login_failure(node, ssh, e));
+            return rows;
+        }
+    };
+    rows.push(host_key_ok(name, ssh, recorded_before));
+    let user = node.user.clone().unwrap_or_else(|| ssh.username.clone());
+    rows.push(row(
+        name,
+        Check::Auth,
+        Status::Ok,
+        format!("logged in as {user}"),
+        None,
+    ));
+    let facts = match session
+        .exec(&probe::script(&node.workdir), PROBE_TIMEOUT)
+        .await
+    {
+        Ok(out) => probe::parse(&out.stdout_str()),
+        Err(e) => {
+            rows.push(row(
+                name,
+                Check::Sudo,
+                Status::Fail,
+                format!("probe failed: {e}"),
+                None,
+            ));
+            rows.extend(skipped_after(name, Check::Sudo, "the probe failed"));
+            session.close().await;
+            return rows;
+        }
+    };
+    let mut judged = probe::judge(name, place, ssh.password.is_some(), &facts);
+    if facts.sudo == Some(probe::Sudo::NeedsPassword) {
+        if let Some(pw) = &ssh.password {
+            if let Err(reason) = sudo_with_password(&session, pw).await {
+                judged[0] = row(
+                    name,
+                    Check::Sudo,
+                    Status::Fail,
+                    format!("{user} is not root and sudo refused the password: {reason}"),
+                    Some(format!(
+                        "on {name}: `echo '{user} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/splitbrain`, or log in as root"
+                    )),
+                );
+            }
+        }
+    }
+    rows.extend(judged);
+    rows.push(clock_offset(&session, node, place, &facts.os).await);
+    session.close().await;
+    rows
+}
+
+fn host_key_ok(name: &str, ssh: &SshOptions, recorded_before: bool) -> Row {
+    let kh = ssh.known_hosts.display();
+    match ssh.strict_host_key_checking {
+        StrictHostKeyChecking::No => row(
+            name,
+            Check::HostKey,
+            Status::Warn,
+            "not checked (--strict-host-key-checking no): any server key is accepted".into(),
+            Some("drop --strict-host-key-checking no once the keys are in known_hosts".into()),
+        ),
+        StrictHostKeyChecking::AcceptNew if !recorded_before => row(
+            name,
+            Check::HostKey,
+            Status::Ok,
+            format!("first use: key added to {kh} (accept-new)"),
+            None,
+        ),
+        _ => row(
+            name,
+            Check::HostKey,
+            Status::Ok,
+            format!("matches {kh}"),
+            None,
+        ),
+    }
+}
+
+/// The host key and auth rows (and the skipped rest) for a failed SSH login.
+fn login_failure(node: &NodeSpec, ssh: &SshOptions, e: ControlError) -> Vec<Row> {
+    let name = node.name.as_str();
+    let mut rows = Vec::new();
+    let fail =
+        |check, detail: String, fix: String| row(name, check, Status::Fail, detail, Some(fix));
+    match &e {
+        ControlError::UnknownHostKey(p) => {
+            rows.push(fail(
+                Check::HostKey,
+                format!("{} {} for {} is not in {}", p.key_type, p.fingerprint, p.entry, p.known_hosts.display()),
+                format!(
+                    "after checking the fingerprint: `ssh-keyscan -p {} {} >> {}` (or --strict-host-key-checking accept-new)",
+                    p.port, p.host, p.known_hosts.display()
+                ),
+            ));
+            rows.extend(skipped_after(name, Check::HostKey, "host key not trusted"));
+        }
+        ControlError::ChangedHostKey(p) => {
+            rows.push(fail(
+                Check::HostKey,
+                format!("CHANGED: server offers {} {} but {}:{} holds another key (reinstalled node or man-in-the-middle)", p.key_type, p.fingerprint, p.known_hosts.display(), p.line),
+                format!(
+                    "if the node was reinstalled: `ssh-keygen -R '{}' -f {} && ssh-keyscan -p {} {} >> {}`",
+                    p.entry, p.known_hosts.display(), p.port, p.host, p.known_hosts.display()
+                ),
+            ));
+            rows.extend(skipped_after(name, Check::HostKey, "host key not trusted"));
+        }
+        ControlError::AuthRejected { user, tried, .. } => {
+            rows.push(host_key_ok(name, ssh, true));
+            let key = ssh
+                .private_key
+                .clone()
+                .unwrap_or_else(|| crate::control::home_dir().join(".ssh/id_ed25519"));
+            rows.push(fail(
+                Check::Auth,
+                format!("login as {user:?} rejected (tried: {tried})"),
+                format!(
+                    "`ssh-copy-id -i {}.pub -p {} {user}@{}` (or append the .pub to ~{user}/.ssh/authorized_keys on {name})",
+                    key.display(),
+                    node.port,
+                    node.host
+                ),
+            ));
+            rows.extend(skipped_after(name, Check::Auth, "not logged in"));
+        }
+        other => {
+            rows.push(fail(
+                Check::HostKey,
+                other.to_string(),
+                format!(
+                    "check that {}:{} is an SSH server and the node is healthy",
+                    node.host, node.port
+                ),
+            ));
+            rows.extend(skipped_after(name, Check::HostKey, "no SSH session"));
+        }
+    }
+    rows
+}
+
+/// Checks the password with `sudo -S`, reading it from a 0600 file uploaded for the
+/// purpose (never from the command line, which `ps` and error messages would show).
+async fn sudo_with_password(session: &Session, password: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let local =
+        std::env::temp_dir().join(format!(".splitbrain-sudo-{}-{stamp}", std::process::id()));
+    let write = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&local)
+        .and_then(|mut f| writeln!(f, "{password}"));
+    if let Err(e) = write {
+        let _ = std::fs::remove_file(&local);
+        return Err(format!("cannot write a temporary file: {e}"));
+    }
+    let remote = format!("/tmp/.splitbrain-sudo-{stamp}");
+    let uploaded = session.upload(&local, &remote, 0o600).await;
+    let _ = std::fs::remove_file(&local);
+    uploaded.map_err(|e| e.to_string())?;
+    let q = crate::control::sh_quote(&remote);
+    let cmd = format!("sudo -S -p '' true < {q} >/dev/null 2>&1; rc=$?; rm -f {q}; exit $rc");
+    match session.exec(&cmd, Duration::from_secs(30)).await {
+        Ok(out) if out.success() => Ok(()),
+        Ok(out) => Err(format!("sudo -S ended with {}", out.status)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn clock_offset(session: &Session, node: &NodeSpec, place: Place, os: &[String]) -> Row {
+    use nemesis::clock;
+    let target = match place {
+        Place::Lab => clock::ClockTarget::Lab {
+            offset_file: clock::lab_offset_file(&node.workdir),
+        },
+        Place::Remote => clock::ClockTarget::Real,
+    };
+    let epoch = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    };
+    let sent = epoch();
+    let out = session
+        .exec(&clock::read_clock_script(&target), Duration::from_secs(15))
+        .await;
+    let received = epoch();
+    let reading = out.map_err(|e| e.to_string()).and_then(|o| {
+        o.stdout_str()
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("unexpected clock reading {:?}", o.stdout_str().trim()))
+    });
+    match reading {
+        Ok(node_epoch) => {
+            let (offset, uncertainty) = clock::offset_from(node_epoch, sent, received);
+            probe::judge_offset(&node.name, place, os, offset, uncertainty)
+        }
+        Err(e) => row(&node.name, Check::ClockOffset, Status::Fail, e, None),
+    }
+}
+
+#[cfg(test)]
+mod tests;
