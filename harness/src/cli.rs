@@ -458,6 +458,7 @@ pub(crate) fn run_one(
     };
     match spec.kind {
         SystemKind::Zoo => run.each(|| Zoo::new(&opts)),
+        SystemKind::RedisSentinel => run.each(|| crate::systems::redis::RedisSentinel::new(&opts)),
         other => bail!("system {other} is not available in this build"),
     }
 }

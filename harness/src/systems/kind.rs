@@ -41,7 +41,7 @@ impl SystemKind {
     pub fn modes(self) -> &'static [&'static str] {
         match self {
             SystemKind::Zoo => super::zoo::MODES,
-            SystemKind::RedisSentinel => &["sentinel"],
+            SystemKind::RedisSentinel => super::redis::MODES,
             SystemKind::Etcd => &["raft"],
             SystemKind::Postgres => &["async", "sync-any-1", "sync-all"],
         }

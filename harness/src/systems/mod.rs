@@ -4,6 +4,7 @@
 //! requests and classifies every answer as `ok`, `fail` or `info`.
 
 pub mod kind;
+pub mod redis;
 pub mod zoo;
 
 pub use kind::{SystemKind, SystemOptions, SystemSpec};
