@@ -2,12 +2,26 @@
 //! synthetic run of `--ops N` client operations (default 1,000,000): 10 clients
 //! adding unique elements through a failover with a 5 s dual-master window, a role
 //! observation per node every 20 ms, a partition, final reads on five nodes. Writes
-//! the history as JSONL once, then runs each checker in its own child process
-//! (reading the history included) and reports its check time, ops/s and peak RSS
-//! as a markdown table row. `cargo bench -p checkers --bench history_checkers`.
+//! the history as JSONL once, then runs each checker in its own child process and
+//! reports, as a markdown table row, its time from opening the file to the report
+//! (read + check), the check alone where it is separate, client ops/s over the
+//! whole, and peak RSS. The set and dual-master checkers run twice: streaming (the
+//! library's `check_jsonl`) and the in-memory implementation they replaced
+//! (`tests/reference`, `read_jsonl` then `check`), side by side in the same run,
+//! and once more as the new `check(&[Op])` on the parsed history (check time alone,
+//! comparable with the old one's).
+//! `cargo bench -p checkers --bench history_checkers [-- --ops N] [--keep PATH]`.
 
+#[path = "../tests/reference/dual_master.rs"]
+mod ref_dual_master;
+#[path = "../tests/reference/lost_writes.rs"]
+mod ref_lost_writes;
+
+use checkers::dual_master::DualMasterChecker;
 use checkers::history::{read_jsonl, JsonlWriter};
-use checkers::{availability, dual_master, lost_writes, Op, OpType, Process};
+use checkers::lost_writes::SetChecker;
+use checkers::scan::for_each_view;
+use checkers::{availability, Op, OpType, Process};
 use serde_json::{json, Value};
 use std::io::{BufReader, BufWriter};
 use std::path::Path;
@@ -111,38 +125,75 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+fn lost_summary(lost: usize) -> String {
+    format!("{lost} lost")
+}
+
+fn dual_summary(r: &checkers::dual_master::Report) -> String {
+    let lost: usize = r
+        .intervals
+        .iter()
+        .flat_map(|i| &i.masters)
+        .map(|s| s.writes_lost)
+        .sum();
+    format!("{} intervals, {lost} lost", r.intervals.len())
+}
+
 fn child(checker: &str, path: &str, ops: u64) {
-    let f = std::fs::File::open(path).expect("history file");
+    let open =
+        || BufReader::with_capacity(1 << 20, std::fs::File::open(path).expect("history file"));
     let t0 = Instant::now();
-    let history = read_jsonl(BufReader::new(f)).expect("history parses");
-    let read_s = t0.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let what = match checker {
-        "lost-writes" => {
-            let r = lost_writes::check(&history);
-            format!("{} lost", r.lost_count)
-        }
-        "dual-master" => {
-            let r = dual_master::check(&history);
-            let lost: usize = r
-                .intervals
-                .iter()
-                .flat_map(|i| &i.masters)
-                .map(|s| s.writes_lost)
-                .sum();
-            format!("{} intervals, {lost} lost", r.intervals.len())
-        }
-        "availability" => {
-            let r = availability::check(&history, None);
-            format!("{} faults", r.faults.len())
-        }
-        other => panic!("unknown checker {other}"),
+    let (entries, check_s, what) = if let Some(name) = checker.strip_suffix(" (streaming)") {
+        let mut entries = 0usize;
+        let what = match name {
+            "lost-writes" => {
+                let mut c = SetChecker::new();
+                for_each_view(open(), |op| {
+                    entries += 1;
+                    c.observe(op)
+                })
+                .expect("history parses");
+                lost_summary(c.finish().lost_count)
+            }
+            "dual-master" => {
+                let mut c = DualMasterChecker::new();
+                for_each_view(open(), |op| {
+                    entries += 1;
+                    c.observe(op)
+                })
+                .expect("history parses");
+                dual_summary(&c.finish())
+            }
+            other => panic!("unknown checker {other}"),
+        };
+        (entries, None, what)
+    } else {
+        let history = read_jsonl(open()).expect("history parses");
+        let t = Instant::now();
+        let what = match checker {
+            "lost-writes (in memory, before)" => {
+                lost_summary(ref_lost_writes::check(&history).lost_count)
+            }
+            "dual-master (in memory, before)" => dual_summary(&ref_dual_master::check(&history)),
+            "lost-writes (in memory, after)" => {
+                lost_summary(checkers::lost_writes::check(&history).lost_count)
+            }
+            "dual-master (in memory, after)" => {
+                dual_summary(&checkers::dual_master::check(&history))
+            }
+            "availability (in memory)" => {
+                let r = availability::check(&history, None);
+                format!("{} faults", r.faults.len())
+            }
+            other => panic!("unknown checker {other}"),
+        };
+        (history.len(), Some(t.elapsed().as_secs_f64()), what)
     };
-    let s = t.elapsed().as_secs_f64();
+    let total = t0.elapsed().as_secs_f64();
+    let check = check_s.map_or("-".to_string(), |s| format!("{s:.3}"));
     println!(
-        "| {checker} | {ops} | {} | {read_s:.2} | {s:.3} | {:.1} M | {:.0} | {what} |",
-        history.len(),
-        ops as f64 / s / 1e6,
+        "| {checker} | {ops} | {entries} | {total:.3} | {check} | {:.2} M | {:.0} | {what} |",
+        ops as f64 / total / 1e6,
         peak_rss_mb()
     );
 }
@@ -161,19 +212,29 @@ fn main() {
         child(&c, &p, ops);
         return;
     }
+    // `--keep PATH` writes the history there and leaves it (for profiling a child).
+    let keep = get("--keep").map(std::path::PathBuf::from);
     let dir = std::env::temp_dir().join(format!("splitbrain-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("history.jsonl");
+    let path = keep.clone().unwrap_or_else(|| dir.join("history.jsonl"));
     let lost = write_history(&path, ops).expect("writing the history");
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!(
         "history: {ops} client ops, {:.0} MB JSONL, {lost} writes accepted by the deposed master\n",
         size as f64 / 1e6
     );
-    println!("| checker | client ops | history entries | read s | check s | client ops/s | peak RSS MB | found |");
+    println!("| checker | client ops | history entries | read + check s | check s | client ops/s | peak RSS MB | found |");
     println!("|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("own path");
-    for c in ["lost-writes", "dual-master", "availability"] {
+    for c in [
+        "lost-writes (streaming)",
+        "lost-writes (in memory, before)",
+        "lost-writes (in memory, after)",
+        "dual-master (streaming)",
+        "dual-master (in memory, before)",
+        "dual-master (in memory, after)",
+        "availability (in memory)",
+    ] {
         let st = Command::new(&exe)
             .args([
                 "--child",
@@ -188,4 +249,7 @@ fn main() {
         assert!(st.success(), "{c} failed");
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(p) = keep {
+        println!("\nhistory kept at {}", p.display());
+    }
 }

@@ -6,12 +6,20 @@
 //! which of those are missing from the final reads. Three kinds, worst first:
 //! the same epoch claimed by two masters (a safety bug even in consensus systems),
 //! two masters that both accepted writes, two nodes that merely claimed master.
+//!
+//! One streaming pass ([`DualMasterChecker`], [`check_jsonl`]) keeps the role
+//! observations and a compact record per attributed write (node and key ids, the
+//! value inline when it is an integer), never the ops; [`check`] feeds it an
+//! in-memory history.
 
-use crate::history::{Op, OpType, Process};
+use crate::compact::{FastHash, FastMap, Interner};
+use crate::history::{HistoryError, Op, OpType, Process};
+use crate::scan::{for_each_view, OpView, ValueRef};
 use crate::verdict::Validity;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::BufRead;
 
 /// Writes kept per master and interval in the report (all are counted).
 const KEEP_WRITES: usize = 50;
@@ -96,285 +104,415 @@ struct Obs {
     epoch: Option<u64>,
 }
 
+/// A write's value: integers inline, anything else parsed.
+enum Val {
+    Int(i64),
+    Other(Box<Value>),
+}
+
+impl Val {
+    fn of(v: &ValueRef<'_>) -> Val {
+        v.as_i64()
+            .map_or_else(|| Val::Other(Box::new(v.to_value())), Val::Int)
+    }
+
+    fn to_value(&self) -> Value {
+        match self {
+            Val::Int(i) => Value::from(*i),
+            Val::Other(v) => (**v).clone(),
+        }
+    }
+}
+
+/// One acknowledged, attributed write, compactly.
 struct Write {
     start: u64,
     end: u64,
-    node: String,
-    w: WriteRef,
-    lost: bool,
+    index: u64,
+    epoch: Option<u64>,
+    value: Val,
+    node: u32,
+    key: u32,
+    /// Index into [`WRITE_FNS`].
+    f: u8,
+}
+
+/// The values every final read of a key returned (integers apart, as serde's
+/// `as_i64` sees them; anything else by its JSON text).
+#[derive(Default)]
+struct Finals {
+    /// One bit per small non-negative integer (the workloads' values are counters).
+    bits: Vec<u64>,
+    /// Every other integer.
+    ints: HashSet<i64, FastHash>,
+    other: HashSet<String, FastHash>,
+    /// Integers inserted, repeats included: bounds the bits to 8 bytes per insert.
+    inserted: usize,
+}
+
+impl Finals {
+    fn insert_int(&mut self, v: i64) {
+        self.inserted += 1;
+        match usize::try_from(v) {
+            Ok(i) if i < (1 << 16) + 64 * self.inserted => {
+                if i / 64 >= self.bits.len() {
+                    let len = (i / 64 + 1).max(2 * self.bits.len());
+                    self.bits.resize(len, 0);
+                }
+                self.bits[i / 64] |= 1 << (i % 64);
+            }
+            _ => {
+                self.ints.insert(v);
+            }
+        }
+    }
+
+    fn contains(&self, v: &Val) -> bool {
+        match v {
+            Val::Int(i) => {
+                let bit = usize::try_from(*i)
+                    .ok()
+                    .and_then(|i| Some(self.bits.get(i / 64)? & (1 << (i % 64)) != 0));
+                bit == Some(true) || (!self.ints.is_empty() && self.ints.contains(i))
+            }
+            Val::Other(v) => self.other.contains(&v.to_string()),
+        }
+    }
 }
 
 /// A run of consecutive master observations of one node.
 struct Run {
-    node: String,
+    node: u32,
     start: u64,
     end: u64,
     /// (time, epoch) of each observation in the run.
     obs: Vec<(u64, Option<u64>)>,
 }
 
-fn role_obs(op: &Op) -> Option<(String, Obs)> {
-    if op.f != "role" || op.kind != OpType::Ok {
-        return None;
+/// The dual-master checker as a single pass: feed it every entry of the history in
+/// order with [`DualMasterChecker::observe`], then [`DualMasterChecker::finish`].
+/// It keeps role observations and a compact record per attributed write.
+#[derive(Default)]
+pub struct DualMasterChecker {
+    nodes: Interner,
+    keys: Interner,
+    /// Role observations per node id.
+    obs: Vec<Vec<Obs>>,
+    observations: usize,
+    invoked: FastMap<Process, u64>,
+    writes: Vec<Write>,
+    finals: FastMap<u32, Finals>,
+    scratch: Vec<i64>,
+}
+
+impl DualMasterChecker {
+    pub fn new() -> Self {
+        Self::default()
     }
-    let node = op.node.clone()?;
-    let role = op.value.get("role")?.as_str()?;
-    Some((
-        node,
-        Obs {
-            time: op.time,
-            master: role == "master",
-            epoch: op.value.get("epoch").and_then(Value::as_u64),
-        },
-    ))
-}
 
-/// A value as a hashable key: integers as themselves, anything else as its JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum ValueKey {
-    Int(i64),
-    Json(String),
-}
-
-impl ValueKey {
-    fn of(v: &Value) -> ValueKey {
-        v.as_i64()
-            .map_or_else(|| ValueKey::Json(v.to_string()), ValueKey::Int)
-    }
-}
-
-fn final_values(history: &[Op]) -> HashMap<String, HashSet<ValueKey>> {
-    let mut out: HashMap<String, HashSet<ValueKey>> = HashMap::new();
-    for op in history {
-        if op.f == "read"
-            && op.kind == OpType::Ok
-            && op.extra.get("final") == Some(&Value::Bool(true))
-        {
-            if let (Some(k), Some(vs)) = (&op.key, op.value.as_array()) {
-                let set = out.entry(k.clone()).or_default();
-                set.extend(vs.iter().map(ValueKey::of));
-            }
+    /// Takes the next entry of the history into account.
+    pub fn observe(&mut self, op: &OpView<'_>) {
+        match op.f {
+            "role" => self.role(op),
+            "read" => self.final_read(op),
+            _ => {}
         }
-    }
-    out
-}
-
-fn writes(history: &[Op]) -> Vec<Write> {
-    let finals = final_values(history);
-    let mut invoked: HashMap<Process, u64> = HashMap::new();
-    let mut out = Vec::new();
-    for op in history.iter().filter(|o| o.is_client()) {
-        if !WRITE_FNS.contains(&op.f.as_str()) {
-            continue;
+        let Some(f) = WRITE_FNS.iter().position(|w| *w == op.f) else {
+            return;
+        };
+        if !matches!(op.process, Process::Client(_)) {
+            return;
         }
-        let proc_key = op.process;
         match op.kind {
             OpType::Invoke => {
-                invoked.insert(proc_key, op.time);
+                self.invoked.insert(op.process, op.time);
             }
             OpType::Ok => {
-                let start = invoked.remove(&proc_key).unwrap_or(op.time);
-                let Some(node) = op.extra.get("acked_by").and_then(Value::as_str) else {
-                    continue;
+                let start = self.invoked.remove(&op.process).unwrap_or(op.time);
+                let Some(node) = op.acked_by else {
+                    return;
                 };
-                let lost = matches!(op.f.as_str(), "add" | "append")
-                    && op
-                        .key
-                        .as_ref()
-                        .and_then(|k| finals.get(k))
-                        .is_some_and(|s| !s.contains(&ValueKey::of(&op.value)));
-                out.push(Write {
+                let write = Write {
                     start,
                     end: op.time,
-                    node: node.to_string(),
-                    lost,
-                    w: WriteRef {
-                        index: op.index,
-                        f: op.f.clone(),
-                        key: op.key.clone(),
-                        value: op.value.clone(),
-                        epoch: op.extra.get("epoch").and_then(Value::as_u64),
-                    },
-                });
+                    index: op.index,
+                    epoch: op.epoch,
+                    value: Val::of(&op.value),
+                    node: self.nodes.id(node),
+                    key: self.keys.opt(op.key),
+                    f: f as u8,
+                };
+                self.writes.push(write);
             }
             _ => {
-                invoked.remove(&proc_key);
+                self.invoked.remove(&op.process);
             }
         }
     }
-    out
-}
 
-fn runs(history: &[Op]) -> (Vec<Run>, usize) {
-    let mut per_node: BTreeMap<String, Vec<Obs>> = BTreeMap::new();
-    let mut count = 0;
-    for (node, o) in history.iter().filter_map(role_obs) {
-        count += 1;
-        per_node.entry(node).or_default().push(o);
-    }
-    let mut out = Vec::new();
-    for (node, mut obs) in per_node {
-        obs.sort_by_key(|o| o.time);
-        let mut cur: Option<Run> = None;
-        for o in obs {
-            match (&mut cur, o.master) {
-                (Some(r), true) => {
-                    r.end = o.time;
-                    r.obs.push((o.time, o.epoch));
-                }
-                (None, true) => {
-                    cur = Some(Run {
-                        node: node.clone(),
-                        start: o.time,
-                        end: o.time,
-                        obs: vec![(o.time, o.epoch)],
-                    })
-                }
-                (_, false) => out.extend(cur.take()),
-            }
+    fn role(&mut self, op: &OpView<'_>) {
+        if op.kind != OpType::Ok {
+            return;
         }
-        out.extend(cur);
-    }
-    (out, count)
-}
-
-/// Finds every dual-master interval in `history`.
-pub fn check(history: &[Op]) -> Report {
-    let (runs, observations) = runs(history);
-    let writes = writes(history);
-    // Sweep over run boundaries; closed intervals, so starts sort before ends.
-    let mut events: Vec<(u64, u8, usize)> = Vec::new();
-    for (i, r) in runs.iter().enumerate() {
-        events.push((r.start, 0, i));
-        events.push((r.end, 1, i));
-    }
-    events.sort();
-    let mut active: BTreeSet<usize> = BTreeSet::new();
-    let mut segments: Vec<(u64, u64, BTreeSet<usize>)> = Vec::new();
-    let mut open: Option<(u64, BTreeSet<usize>)> = None;
-    for (t, kind, i) in events {
-        if kind == 0 {
-            active.insert(i);
-        }
-        let nodes: BTreeSet<&str> = active.iter().map(|&j| runs[j].node.as_str()).collect();
-        if nodes.len() >= 2 {
-            let seg = open.get_or_insert_with(|| (t, BTreeSet::new()));
-            seg.1.extend(active.iter().copied());
-        }
-        if kind == 1 {
-            active.remove(&i);
-            let nodes: BTreeSet<&str> = active.iter().map(|&j| runs[j].node.as_str()).collect();
-            if nodes.len() < 2 {
-                if let Some((s, members)) = open.take() {
-                    segments.push((s, t, members));
-                }
-            }
-        }
-    }
-    let mut intervals = Vec::new();
-    for (start, end, members) in segments {
-        let mut sides: BTreeMap<&str, Side> = BTreeMap::new();
-        for &j in &members {
-            let r = &runs[j];
-            let side = sides.entry(&r.node).or_insert_with(|| Side {
-                node: r.node.clone(),
-                epochs: Vec::new(),
-                writes_accepted: 0,
-                writes_lost: 0,
-                writes: Vec::new(),
-                lost: Vec::new(),
-            });
-            // The epoch in force at the interval's start, and every one seen inside.
-            let before = r.obs.iter().rev().find(|(t, _)| *t <= start);
-            for (_, e) in before
-                .into_iter()
-                .chain(r.obs.iter().filter(|(t, _)| *t > start && *t <= end))
-            {
-                if let Some(e) = e {
-                    if !side.epochs.contains(e) {
-                        side.epochs.push(*e);
-                    }
-                }
-            }
-        }
-        for w in &writes {
-            if w.end < start || w.start > end {
-                continue;
-            }
-            if let Some(side) = sides.get_mut(w.node.as_str()) {
-                side.writes_accepted += 1;
-                if side.writes.len() < KEEP_WRITES {
-                    side.writes.push(w.w.clone());
-                }
-                if w.lost {
-                    side.writes_lost += 1;
-                    if side.lost.len() < KEEP_WRITES {
-                        side.lost.push(w.w.clone());
-                    }
-                }
-            }
-        }
-        let masters: Vec<Side> = sides.into_values().collect();
-        let mut seen_epochs = HashSet::new();
-        let same_term = masters
-            .iter()
-            .flat_map(|s| s.epochs.iter().map(move |e| (*e, s.node.as_str())))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .any(|(e, _)| !seen_epochs.insert(e));
-        let writers = masters.iter().filter(|s| s.writes_accepted > 0).count();
-        let kind = if same_term {
-            Kind::SameTerm
-        } else if writers >= 2 {
-            Kind::BothAcceptedWrites
-        } else {
-            Kind::Claimed
+        let Some(node) = op.node else {
+            return;
         };
-        intervals.push(Interval {
-            start,
-            end,
-            kind,
-            masters,
+        let Some(role) = op.value.get("role").and_then(|r| r.as_str()) else {
+            return;
+        };
+        let id = self.nodes.id(node) as usize;
+        if id >= self.obs.len() {
+            self.obs.resize_with(id + 1, Vec::new);
+        }
+        self.obs[id].push(Obs {
+            time: op.time,
+            master: role == "master",
+            epoch: op.value.get("epoch").and_then(|e| e.as_u64()),
         });
+        self.observations += 1;
     }
-    let mut by_epoch: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
-    for w in &writes {
-        if let Some(e) = w.w.epoch {
-            by_epoch.entry(e).or_default().insert(&w.node);
+
+    fn final_read(&mut self, op: &OpView<'_>) {
+        if op.kind != OpType::Ok || !op.is_final {
+            return;
+        }
+        let Some(key) = op.key else {
+            return;
+        };
+        if !op.value.is_array() {
+            return;
+        }
+        let set = self.finals.entry(self.keys.id(key)).or_default();
+        if op.value.int_list(&mut self.scratch) {
+            for &i in &self.scratch {
+                set.insert_int(i);
+            }
+        } else {
+            for v in op.value.elements().unwrap_or_default() {
+                match Val::of(&v) {
+                    Val::Int(i) => set.insert_int(i),
+                    Val::Other(v) => {
+                        set.other.insert(v.to_string());
+                    }
+                }
+            }
         }
     }
-    let same_epoch_acks: Vec<SameEpochAcks> = by_epoch
-        .into_iter()
-        .filter(|(_, n)| n.len() > 1)
-        .map(|(epoch, n)| SameEpochAcks {
-            epoch,
-            nodes: n.into_iter().map(String::from).collect(),
-        })
-        .collect();
-    let count = |k: Kind| intervals.iter().filter(|i| i.kind == k).count();
-    let (claimed, both, same) = (
-        count(Kind::Claimed),
-        count(Kind::BothAcceptedWrites),
-        count(Kind::SameTerm),
-    );
-    let valid = if both + same > 0 || !same_epoch_acks.is_empty() {
-        Validity::Invalid
-    } else if observations == 0 {
-        Validity::Unknown
-    } else {
-        Validity::Valid
-    };
-    Report {
-        valid,
-        observations,
-        attributed_writes: writes.len(),
-        dual_ns: intervals.iter().map(|i| i.end - i.start).sum(),
-        intervals,
-        claimed,
-        both_accepted_writes: both,
-        same_term: same,
-        same_epoch_acks,
+
+    fn runs(&self) -> Vec<Run> {
+        let mut ids: Vec<u32> = (0..self.obs.len() as u32).collect();
+        ids.sort_by_key(|&id| self.nodes.name(id));
+        let mut out = Vec::new();
+        for id in ids {
+            let mut obs: Vec<&Obs> = self.obs[id as usize].iter().collect();
+            obs.sort_by_key(|o| o.time);
+            let mut cur: Option<Run> = None;
+            for o in obs {
+                match (&mut cur, o.master) {
+                    (Some(r), true) => {
+                        r.end = o.time;
+                        r.obs.push((o.time, o.epoch));
+                    }
+                    (None, true) => {
+                        cur = Some(Run {
+                            node: id,
+                            start: o.time,
+                            end: o.time,
+                            obs: vec![(o.time, o.epoch)],
+                        })
+                    }
+                    (_, false) => out.extend(cur.take()),
+                }
+            }
+            out.extend(cur);
+        }
+        out
     }
+
+    fn write_ref(&self, w: &Write) -> WriteRef {
+        WriteRef {
+            index: w.index,
+            f: WRITE_FNS[w.f as usize].to_string(),
+            key: self.keys.name(w.key).map(String::from),
+            value: w.value.to_value(),
+            epoch: w.epoch,
+        }
+    }
+
+    fn lost(&self, w: &Write) -> bool {
+        matches!(WRITE_FNS[w.f as usize], "add" | "append")
+            && self
+                .finals
+                .get(&w.key)
+                .is_some_and(|s| !s.contains(&w.value))
+    }
+
+    /// The report over everything observed.
+    pub fn finish(self) -> Report {
+        let runs = self.runs();
+        let name = |id: u32| self.nodes.name(id).unwrap_or_default();
+        // Sweep over run boundaries; closed intervals, so starts sort before ends.
+        let mut events: Vec<(u64, u8, usize)> = Vec::new();
+        for (i, r) in runs.iter().enumerate() {
+            events.push((r.start, 0, i));
+            events.push((r.end, 1, i));
+        }
+        events.sort();
+        let distinct = |active: &BTreeSet<usize>| {
+            active
+                .iter()
+                .map(|&j| runs[j].node)
+                .collect::<BTreeSet<u32>>()
+                .len()
+        };
+        let mut active: BTreeSet<usize> = BTreeSet::new();
+        let mut segments: Vec<(u64, u64, BTreeSet<usize>)> = Vec::new();
+        let mut open: Option<(u64, BTreeSet<usize>)> = None;
+        for (t, kind, i) in events {
+            if kind == 0 {
+                active.insert(i);
+            }
+            if distinct(&active) >= 2 {
+                let seg = open.get_or_insert_with(|| (t, BTreeSet::new()));
+                seg.1.extend(active.iter().copied());
+            }
+            if kind == 1 {
+                active.remove(&i);
+                if distinct(&active) < 2 {
+                    if let Some((s, members)) = open.take() {
+                        segments.push((s, t, members));
+                    }
+                }
+            }
+        }
+        let mut intervals = Vec::new();
+        for (start, end, members) in segments {
+            let mut sides: BTreeMap<&str, (u32, Side)> = BTreeMap::new();
+            for &j in &members {
+                let r = &runs[j];
+                let (_, side) = sides.entry(name(r.node)).or_insert_with(|| {
+                    let side = Side {
+                        node: name(r.node).to_string(),
+                        epochs: Vec::new(),
+                        writes_accepted: 0,
+                        writes_lost: 0,
+                        writes: Vec::new(),
+                        lost: Vec::new(),
+                    };
+                    (r.node, side)
+                });
+                // The epoch in force at the interval's start, and every one seen inside.
+                let before = r.obs.iter().rev().find(|(t, _)| *t <= start);
+                for (_, e) in before
+                    .into_iter()
+                    .chain(r.obs.iter().filter(|(t, _)| *t > start && *t <= end))
+                {
+                    if let Some(e) = e {
+                        if !side.epochs.contains(e) {
+                            side.epochs.push(*e);
+                        }
+                    }
+                }
+            }
+            let mut by_node: FastMap<u32, &mut Side> =
+                sides.values_mut().map(|(id, s)| (*id, s)).collect();
+            for w in &self.writes {
+                if w.end < start || w.start > end {
+                    continue;
+                }
+                if let Some(side) = by_node.get_mut(&w.node) {
+                    side.writes_accepted += 1;
+                    if side.writes.len() < KEEP_WRITES {
+                        side.writes.push(self.write_ref(w));
+                    }
+                    if self.lost(w) {
+                        side.writes_lost += 1;
+                        if side.lost.len() < KEEP_WRITES {
+                            side.lost.push(self.write_ref(w));
+                        }
+                    }
+                }
+            }
+            let masters: Vec<Side> = sides.into_values().map(|(_, s)| s).collect();
+            let mut seen_epochs = HashSet::new();
+            let same_term = masters
+                .iter()
+                .flat_map(|s| s.epochs.iter().map(move |e| (*e, s.node.as_str())))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .any(|(e, _)| !seen_epochs.insert(e));
+            let writers = masters.iter().filter(|s| s.writes_accepted > 0).count();
+            let kind = if same_term {
+                Kind::SameTerm
+            } else if writers >= 2 {
+                Kind::BothAcceptedWrites
+            } else {
+                Kind::Claimed
+            };
+            intervals.push(Interval {
+                start,
+                end,
+                kind,
+                masters,
+            });
+        }
+        let mut by_epoch: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
+        for w in &self.writes {
+            if let Some(e) = w.epoch {
+                by_epoch.entry(e).or_default().insert(name(w.node));
+            }
+        }
+        let same_epoch_acks: Vec<SameEpochAcks> = by_epoch
+            .into_iter()
+            .filter(|(_, n)| n.len() > 1)
+            .map(|(epoch, n)| SameEpochAcks {
+                epoch,
+                nodes: n.into_iter().map(String::from).collect(),
+            })
+            .collect();
+        let count = |k: Kind| intervals.iter().filter(|i| i.kind == k).count();
+        let (claimed, both, same) = (
+            count(Kind::Claimed),
+            count(Kind::BothAcceptedWrites),
+            count(Kind::SameTerm),
+        );
+        let valid = if both + same > 0 || !same_epoch_acks.is_empty() {
+            Validity::Invalid
+        } else if self.observations == 0 {
+            Validity::Unknown
+        } else {
+            Validity::Valid
+        };
+        Report {
+            valid,
+            observations: self.observations,
+            attributed_writes: self.writes.len(),
+            dual_ns: intervals.iter().map(|i| i.end - i.start).sum(),
+            intervals,
+            claimed,
+            both_accepted_writes: both,
+            same_term: same,
+            same_epoch_acks,
+        }
+    }
+}
+
+/// Finds every dual-master interval in an in-memory history.
+pub fn check(history: &[Op]) -> Report {
+    let mut c = DualMasterChecker::new();
+    for op in history {
+        c.observe(&OpView::of(op));
+    }
+    c.finish()
+}
+
+/// Finds every dual-master interval in a `history.jsonl` in one pass without
+/// holding it; a bad line stops it with the same error
+/// [`crate::history::read_jsonl`] gives.
+pub fn check_jsonl<R: BufRead>(input: R) -> Result<Report, HistoryError> {
+    let mut c = DualMasterChecker::new();
+    for_each_view(input, |op| c.observe(op))?;
+    Ok(c.finish())
 }
 
 #[cfg(test)]

@@ -168,20 +168,24 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
             if text.is_empty() {
                 continue;
             }
-            return Some(serde_json::from_str::<Op>(text).map_err(|e| {
-                HistoryError::Parse {
-                    line: self.line,
-                    column: e.column(),
-                    message: e
-                        .to_string()
-                        .split(" at line ")
-                        .next()
-                        .unwrap_or_default()
-                        .to_string(),
-                }
-            }));
+            return Some(parse_line(text, self.line));
         }
     }
+}
+
+/// Parses one trimmed, non-blank line of a JSONL history; `line` is its 1-based
+/// number, for the error.
+pub fn parse_line(text: &str, line: usize) -> Result<Op, HistoryError> {
+    serde_json::from_str::<Op>(text).map_err(|e| HistoryError::Parse {
+        line,
+        column: e.column(),
+        message: e
+            .to_string()
+            .split(" at line ")
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    })
 }
 
 /// Reads a whole JSONL history into memory, stopping at the first bad line.

@@ -3,6 +3,7 @@
 //! depends on tokio or on any other crate of the workspace.
 
 pub mod availability;
+pub mod compact;
 pub mod dual_master;
 pub mod formats;
 pub mod history;
@@ -11,6 +12,7 @@ pub mod lost_writes;
 pub mod models;
 pub mod operation;
 pub mod pipeline;
+pub mod scan;
 pub mod verdict;
 pub mod visualize;
 

@@ -13,12 +13,18 @@
 //! were never added, and adds that failed definitely yet showed up, are **unexpected**.
 //! A non-final read missing an element acknowledged before that read began is **stale**
 //! (reported, not a violation: this checker does not demand linearizable reads).
+//!
+//! The check is one streaming pass ([`SetChecker`], [`check_jsonl`]): per element a
+//! few words (flags, acknowledgement, which reads held it), per final read the
+//! element slots it held; never the ops. [`check`] feeds it an in-memory history.
 
-use crate::history::{Op, OpType, Process};
+use crate::compact::{FastMap, Interner, NONE};
+use crate::history::{HistoryError, Op, OpType, Process};
+use crate::scan::{for_each_view, OpView};
 use crate::verdict::Validity;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::io::BufRead;
 
 /// How many example elements each category keeps (lost and divergent keep all).
 pub const EXAMPLES: usize = 20;
@@ -68,230 +74,387 @@ pub struct SetReport {
     pub unknown_reasons: Vec<String>,
 }
 
+const ATTEMPTED: u8 = 1;
+const ACKED: u8 = 2;
+const FAILED: u8 = 4;
+
+/// Everything the checker keeps about one element of one key.
+struct Elem {
+    value: i64,
+    /// When its (last) acknowledgement completed.
+    acked_at: u64,
+    /// The latest start of a non-final read that lacked it (0: none).
+    stale_before: u64,
+    node: u32,
+    acked_by: u32,
+    /// How many final reads contained it.
+    final_count: u32,
+    /// The last final read / non-final read that contained it (1-based).
+    final_gen: u32,
+    read_gen: u32,
+    flags: u8,
+}
+
 #[derive(Default)]
 struct KeyState {
-    attempted: BTreeSet<i64>,
-    acked: BTreeMap<i64, (u64, Option<String>, Option<String>)>,
-    failed: BTreeSet<i64>,
-    finals: Vec<(String, BTreeSet<i64>)>,
-    reads: Vec<(u64, BTreeSet<i64>)>,
+    /// Slot + 1 of each small non-negative element, by value (0: none yet): the set
+    /// workload's elements are dense counters, so most never touch `index`.
+    dense: Vec<u32>,
+    /// Slots of every other element.
+    index: FastMap<i64, u32>,
+    elems: Vec<Elem>,
+    /// Per final read: the node named and the elements it held (slots, no repeats).
+    finals: Vec<(String, Vec<u32>)>,
+    reads: u32,
+    /// The latest start of the non-final reads so far: an element first seen after
+    /// them was in none of them.
+    latest_read: u64,
 }
 
-fn int_of(v: &Value) -> Option<i64> {
-    v.as_i64()
-}
-
-fn set_of(v: &Value) -> Option<BTreeSet<i64>> {
-    v.as_array()?.iter().map(int_of).collect()
-}
-
-fn is_final(op: &Op) -> bool {
-    op.extra
-        .get("final")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-}
-
-/// Checks a set-workload history. Malformed ops (an add without an integer, a read
-/// result that is not an array of integers) make the verdict unknown with a reason,
-/// rather than being skipped silently.
-pub fn check(history: &[Op]) -> SetReport {
-    let mut keys: BTreeMap<String, KeyState> = BTreeMap::new();
-    let mut open: HashMap<u64, &Op> = HashMap::new();
-    let mut reasons = Vec::new();
-    for op in history {
-        let Process::Client(p) = op.process else {
-            continue;
+impl KeyState {
+    fn slot(&mut self, value: i64) -> usize {
+        let next = self.elems.len() as u32;
+        // Dense while the values stay within a few times the element count.
+        let dense_limit = (1 << 16) + 4 * self.elems.len();
+        let slot = match usize::try_from(value) {
+            Ok(i) if i < dense_limit => {
+                if i >= self.dense.len() {
+                    let len = (i + 1).max(2 * self.dense.len()).min(dense_limit);
+                    self.dense.resize(len, 0);
+                }
+                match self.dense[i] {
+                    0 => {
+                        // It may have been given a slot before the limit grew to it.
+                        let s = match self.index.is_empty() {
+                            true => next,
+                            false => self.index.remove(&value).unwrap_or(next),
+                        };
+                        self.dense[i] = s + 1;
+                        s
+                    }
+                    s => s - 1,
+                }
+            }
+            _ => *self.index.entry(value).or_insert(next),
         };
-        if op.f != "add" && op.f != "read" {
-            continue;
+        if slot == next {
+            self.elems.push(Elem {
+                value,
+                acked_at: 0,
+                stale_before: self.latest_read,
+                node: NONE,
+                acked_by: NONE,
+                final_count: 0,
+                final_gen: 0,
+                read_gen: 0,
+                flags: 0,
+            });
         }
-        let key = op.key.clone().unwrap_or_default();
-        let st = keys.entry(key).or_default();
-        match op.kind {
-            OpType::Invoke => {
-                if op.f == "add" {
-                    match int_of(&op.value) {
-                        Some(e) => {
-                            st.attempted.insert(e);
-                        }
-                        None => reasons.push(format!(
-                            "op {}: add of a non-integer {}",
-                            op.index, op.value
-                        )),
-                    }
-                }
-                open.insert(p, op);
+        slot as usize
+    }
+
+    fn add_final(&mut self, node: String, values: &[i64]) {
+        // Generations count final reads; 4 billion of them would be a 100 GB history.
+        let gen = self.finals.len() as u32 + 1;
+        let mut held = Vec::with_capacity(values.len());
+        for &v in values {
+            let s = self.slot(v);
+            let e = &mut self.elems[s];
+            if e.final_gen != gen {
+                e.final_gen = gen;
+                e.final_count += 1;
+                held.push(s as u32);
             }
-            kind => {
-                let Some(inv) = open.remove(&p) else {
-                    reasons.push(format!("op {}: completion without an invocation", op.index));
-                    continue;
-                };
-                match (op.f.as_str(), kind) {
-                    ("add", OpType::Ok) => {
-                        if let Some(e) = int_of(&inv.value) {
-                            let by = op
-                                .extra
-                                .get("acked_by")
-                                .and_then(Value::as_str)
-                                .map(String::from);
-                            st.acked
-                                .insert(e, (op.time, op.node.clone().or(inv.node.clone()), by));
-                        }
+        }
+        self.finals.push((node, held));
+    }
+
+    fn add_read(&mut self, started: u64, values: &[i64]) {
+        self.reads = self.reads.wrapping_add(1).max(1);
+        let gen = self.reads;
+        for &v in values {
+            let s = self.slot(v);
+            self.elems[s].read_gen = gen;
+        }
+        for e in &mut self.elems {
+            if e.read_gen != gen {
+                e.stale_before = e.stale_before.max(started);
+            }
+        }
+        self.latest_read = self.latest_read.max(started);
+    }
+}
+
+/// An invocation waiting for its completion.
+struct Open {
+    time: u64,
+    value: Option<i64>,
+    node: u32,
+    is_final: bool,
+}
+
+/// The set checker as a single pass: feed it every entry of the history in order
+/// with [`SetChecker::observe`], then [`SetChecker::finish`]. It keeps a few words
+/// per element, never the ops themselves.
+#[derive(Default)]
+pub struct SetChecker {
+    key_ids: Interner,
+    keys: Vec<KeyState>,
+    nodes: Interner,
+    open: FastMap<u64, Open>,
+    reasons: Vec<String>,
+    scratch: Vec<i64>,
+}
+
+impl SetChecker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the next entry of the history into account.
+    pub fn observe(&mut self, op: &OpView<'_>) {
+        let Process::Client(p) = op.process else {
+            return;
+        };
+        let add = match op.f {
+            "add" => true,
+            "read" => false,
+            _ => return,
+        };
+        let k = self.key_ids.id(op.key.unwrap_or_default()) as usize;
+        if k == self.keys.len() {
+            self.keys.push(KeyState::default());
+        }
+        let st = &mut self.keys[k];
+        if op.kind == OpType::Invoke {
+            let value = op.value.as_i64();
+            if add {
+                match value {
+                    Some(e) => {
+                        let s = st.slot(e);
+                        st.elems[s].flags |= ATTEMPTED;
                     }
-                    ("add", OpType::Fail) => {
-                        if let Some(e) = int_of(&inv.value) {
-                            st.failed.insert(e);
-                        }
-                    }
-                    ("read", OpType::Ok) => match set_of(&op.value) {
-                        Some(s) if is_final(op) || is_final(inv) => {
-                            let node = op
-                                .node
-                                .clone()
-                                .or(inv.node.clone())
-                                .unwrap_or_else(|| format!("process {p}"));
-                            st.finals.push((node, s));
-                        }
-                        Some(s) => st.reads.push((inv.time, s)),
-                        None => reasons.push(format!(
-                            "op {}: read result is not a list of integers",
-                            op.index
-                        )),
-                    },
-                    _ => {}
+                    None => self.reasons.push(format!(
+                        "op {}: add of a non-integer {}",
+                        op.index,
+                        op.value.to_value()
+                    )),
                 }
             }
+            let node = self.nodes.opt(op.node);
+            self.open.insert(
+                p,
+                Open {
+                    time: op.time,
+                    value,
+                    node,
+                    is_final: op.is_final,
+                },
+            );
+            return;
+        }
+        let Some(inv) = self.open.remove(&p) else {
+            self.reasons
+                .push(format!("op {}: completion without an invocation", op.index));
+            return;
+        };
+        match (add, op.kind) {
+            (true, OpType::Ok) => {
+                if let Some(v) = inv.value {
+                    let node = match op.node {
+                        Some(n) => self.nodes.id(n),
+                        None => inv.node,
+                    };
+                    let by = self.nodes.opt(op.acked_by);
+                    let s = st.slot(v);
+                    let e = &mut st.elems[s];
+                    e.flags |= ACKED;
+                    e.acked_at = op.time;
+                    e.node = node;
+                    e.acked_by = by;
+                }
+            }
+            (true, OpType::Fail) => {
+                if let Some(v) = inv.value {
+                    let s = st.slot(v);
+                    st.elems[s].flags |= FAILED;
+                }
+            }
+            (false, OpType::Ok) => {
+                if !op.value.int_list(&mut self.scratch) {
+                    self.reasons.push(format!(
+                        "op {}: read result is not a list of integers",
+                        op.index
+                    ));
+                } else if op.is_final || inv.is_final {
+                    let node = match op.node.or_else(|| self.nodes.name(inv.node)) {
+                        Some(n) => n.to_string(),
+                        None => format!("process {p}"),
+                    };
+                    st.add_final(node, &self.scratch);
+                } else {
+                    st.add_read(inv.time, &self.scratch);
+                }
+            }
+            _ => {}
         }
     }
 
-    let mut r = SetReport {
-        valid: Validity::Valid,
-        attempted: 0,
-        acknowledged: 0,
-        failed: 0,
-        indeterminate: 0,
-        lost_count: 0,
-        lost: vec![],
-        divergent_count: 0,
-        divergent: vec![],
-        recovered_count: 0,
-        recovered: vec![],
-        unexpected_count: 0,
-        unexpected: vec![],
-        failed_but_present_count: 0,
-        failed_but_present: vec![],
-        stale_count: 0,
-        stale: vec![],
-        final_reads: BTreeMap::new(),
-        unknown_reasons: reasons,
-    };
-    let keyed = keys.len() > 1 || keys.keys().any(|k| !k.is_empty());
-    for (key, st) in &keys {
-        r.attempted += st.attempted.len();
-        r.acknowledged += st.acked.len();
-        r.failed += st.failed.len();
-        let indeterminate: Vec<i64> = st
-            .attempted
-            .iter()
-            .filter(|e| !st.acked.contains_key(e) && !st.failed.contains(e))
-            .copied()
+    /// The report over everything observed.
+    pub fn finish(self) -> SetReport {
+        let SetChecker {
+            key_ids,
+            keys,
+            nodes,
+            reasons,
+            ..
+        } = self;
+        let mut r = SetReport {
+            valid: Validity::Valid,
+            unknown_reasons: reasons,
+            ..SetReport::default()
+        };
+        let mut order: Vec<(&str, KeyState)> = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, st)| (key_ids.name(i as u32).unwrap_or_default(), st))
             .collect();
-        r.indeterminate += indeterminate.len();
-        r.final_reads.insert(
-            key.clone(),
-            st.finals.iter().map(|(n, _)| n.clone()).collect(),
-        );
-        if st.finals.is_empty() {
-            if !st.attempted.is_empty() {
-                r.unknown_reasons
-                    .push(format!("key {key:?}: no final read succeeded"));
-            }
-            continue;
-        }
-        let union: BTreeSet<i64> = st
-            .finals
-            .iter()
-            .flat_map(|(_, s)| s.iter().copied())
-            .collect();
-        let key_opt = keyed.then(|| key.clone());
-        for (e, (at, node, by)) in &st.acked {
-            let missing_on: Vec<String> = st
-                .finals
-                .iter()
-                .filter(|(_, s)| !s.contains(e))
-                .map(|(n, _)| n.clone())
-                .collect();
-            if missing_on.is_empty() {
+        order.sort_by(|a, b| a.0.cmp(b.0));
+        let keyed = order.len() > 1 || order.iter().any(|(k, _)| !k.is_empty());
+        let name = |id: u32| nodes.name(id).map(String::from);
+        for (key, mut st) in order {
+            let has = |e: &Elem, f: u8| e.flags & f != 0;
+            let attempted = st.elems.iter().filter(|e| has(e, ATTEMPTED)).count();
+            r.attempted += attempted;
+            r.acknowledged += st.elems.iter().filter(|e| has(e, ACKED)).count();
+            r.failed += st.elems.iter().filter(|e| has(e, FAILED)).count();
+            let indeterminate = |e: &Elem| has(e, ATTEMPTED) && !has(e, ACKED) && !has(e, FAILED);
+            r.indeterminate += st.elems.iter().filter(|e| indeterminate(e)).count();
+            r.final_reads.insert(
+                key.to_string(),
+                st.finals.iter().map(|(n, _)| n.clone()).collect(),
+            );
+            if st.finals.is_empty() {
+                if attempted > 0 {
+                    r.unknown_reasons
+                        .push(format!("key {key:?}: no final read succeeded"));
+                }
                 continue;
             }
-            let w = MissingWrite {
-                key: key_opt.clone(),
-                element: *e,
-                acked_at: *at,
-                node: node.clone(),
-                acked_by: by.clone(),
-                missing_on,
-            };
-            if union.contains(e) {
-                r.divergent.push(w);
-            } else {
-                r.lost.push(w);
-            }
-        }
-        for e in &indeterminate {
-            if union.contains(e) {
-                r.recovered_count += 1;
-                if r.recovered.len() < EXAMPLES {
-                    r.recovered.push(*e);
+            let all = st.finals.len() as u32;
+            let mut missing: Vec<u32> = (0..st.elems.len() as u32)
+                .filter(|&s| {
+                    let e = &st.elems[s as usize];
+                    has(e, ACKED) && e.final_count < all
+                })
+                .collect();
+            missing.sort_unstable_by_key(|&s| st.elems[s as usize].value);
+            if !missing.is_empty() {
+                for (_, held) in &mut st.finals {
+                    held.sort_unstable();
                 }
             }
-        }
-        for e in union.iter().filter(|e| !st.attempted.contains(e)) {
-            r.unexpected_count += 1;
-            if r.unexpected.len() < EXAMPLES {
-                r.unexpected.push(*e);
-            }
-        }
-        for e in st.failed.iter().filter(|e| union.contains(e)) {
-            r.failed_but_present_count += 1;
-            if r.failed_but_present.len() < EXAMPLES {
-                r.failed_but_present.push(*e);
-            }
-        }
-        let mut stale = BTreeSet::new();
-        for (t, s) in &st.reads {
-            for (e, (at, _, _)) in &st.acked {
-                if *at < *t && !s.contains(e) && union.contains(e) {
-                    stale.insert(*e);
+            for s in missing {
+                let e = &st.elems[s as usize];
+                let w = MissingWrite {
+                    key: keyed.then(|| key.to_string()),
+                    element: e.value,
+                    acked_at: e.acked_at,
+                    node: name(e.node),
+                    acked_by: name(e.acked_by),
+                    missing_on: st
+                        .finals
+                        .iter()
+                        .filter(|(_, held)| held.binary_search(&s).is_err())
+                        .map(|(n, _)| n.clone())
+                        .collect(),
+                };
+                if e.final_count > 0 {
+                    r.divergent.push(w);
+                } else {
+                    r.lost.push(w);
                 }
             }
+            let present = |e: &Elem| e.final_count > 0;
+            let elems = &st.elems;
+            let tally =
+                |count: &mut usize, examples: &mut Vec<i64>, keep: &dyn Fn(&Elem) -> bool| {
+                    let (n, least) = smallest(
+                        EXAMPLES.saturating_sub(examples.len()),
+                        elems.iter().filter(|e| keep(e)).map(|e| e.value),
+                    );
+                    *count += n;
+                    examples.extend(least);
+                };
+            tally(&mut r.recovered_count, &mut r.recovered, &|e| {
+                indeterminate(e) && present(e)
+            });
+            tally(&mut r.unexpected_count, &mut r.unexpected, &|e| {
+                present(e) && !has(e, ATTEMPTED)
+            });
+            tally(
+                &mut r.failed_but_present_count,
+                &mut r.failed_but_present,
+                &|e| has(e, FAILED) && present(e),
+            );
+            tally(&mut r.stale_count, &mut r.stale, &|e| {
+                has(e, ACKED) && e.acked_at < e.stale_before && present(e)
+            });
         }
-        r.stale_count += stale.len();
-        r.stale.extend(
-            stale
-                .into_iter()
-                .take(EXAMPLES.saturating_sub(r.stale.len())),
-        );
+        r.lost_count = r.lost.len();
+        r.divergent_count = r.divergent.len();
+        let bad =
+            r.lost_count + r.divergent_count + r.unexpected_count + r.failed_but_present_count;
+        r.valid = if bad > 0 {
+            Validity::Invalid
+        } else if !r.unknown_reasons.is_empty() {
+            Validity::Unknown
+        } else {
+            Validity::Valid
+        };
+        r
     }
-    r.lost_count = r.lost.len();
-    r.divergent_count = r.divergent.len();
-    let bad = r.lost_count + r.divergent_count + r.unexpected_count + r.failed_but_present_count;
-    r.valid = if bad > 0 {
-        Validity::Invalid
-    } else if !r.unknown_reasons.is_empty() {
-        Validity::Unknown
-    } else {
-        Validity::Valid
-    };
-    r
+}
+
+/// How many values there are, and the `k` least of them in ascending order.
+fn smallest(k: usize, values: impl Iterator<Item = i64>) -> (usize, Vec<i64>) {
+    let mut heap = BinaryHeap::with_capacity(k + 1);
+    let mut n = 0;
+    for v in values {
+        n += 1;
+        if heap.len() < k {
+            heap.push(v);
+        } else if heap.peek().is_some_and(|&top| v < top) {
+            heap.pop();
+            heap.push(v);
+        }
+    }
+    (n, heap.into_sorted_vec())
+}
+
+/// Checks a set-workload history held in memory. Malformed ops (an add without an
+/// integer, a read result that is not an array of integers) make the verdict
+/// unknown with a reason, rather than being skipped silently.
+pub fn check(history: &[Op]) -> SetReport {
+    let mut c = SetChecker::new();
+    for op in history {
+        c.observe(&OpView::of(op));
+    }
+    c.finish()
+}
+
+/// Checks a `history.jsonl` in one pass without holding it; a bad line stops it with
+/// the same error [`crate::history::read_jsonl`] gives.
+pub fn check_jsonl<R: BufRead>(input: R) -> Result<SetReport, HistoryError> {
+    let mut c = SetChecker::new();
+    for_each_view(input, |op| c.observe(op))?;
+    Ok(c.finish())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     struct H(Vec<Op>, u64);
     impl H {
@@ -386,5 +549,23 @@ mod tests {
         h.add(1, 7, OpType::Ok);
         h.final_read(1, "n1", &[1]);
         assert_eq!(check(&h.0).valid, Validity::Invalid);
+    }
+
+    #[test]
+    fn an_element_keeps_its_slot_when_the_dense_range_grows_past_it() {
+        // 100000 is first beyond the dense range (hashed); 80000 more elements grow
+        // the range past it, and later lookups must find the same element.
+        let mut h = H(vec![], 0);
+        h.add(1, 100_000, OpType::Ok);
+        for e in 0..80_000 {
+            h.op(1, OpType::Invoke, "add", json!(e), "n1");
+        }
+        h.add(2, 100_000, OpType::Fail);
+        let r = check(&h.0);
+        assert_eq!((r.attempted, r.acknowledged, r.failed), (80_001, 1, 1));
+        h.final_read(3, "n1", &[100_000, -5]);
+        let r = check(&h.0);
+        assert_eq!((r.lost_count, r.failed_but_present_count), (0, 1));
+        assert_eq!(r.unexpected, vec![-5]);
     }
 }

@@ -1,0 +1,129 @@
+//! Compact state for the streaming checkers: a fast hasher for integer and short
+//! string keys (histories are our own records, so hash flooding is not a concern)
+//! and an interner that turns node and key names into dense `u32` ids.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+
+/// A multiply-rotate hasher (the Fx scheme) for small keys.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+}
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_i64(&mut self, i: i64) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Builds [`FastHasher`]s.
+#[derive(Default, Clone, Copy)]
+pub struct FastHash;
+
+impl BuildHasher for FastHash {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher::default()
+    }
+}
+
+/// A `HashMap` with [`FastHash`].
+pub type FastMap<K, V> = HashMap<K, V, FastHash>;
+
+/// The id standing for "no name".
+pub const NONE: u32 = u32::MAX;
+
+/// Names to dense ids, first seen first; remembers the last name looked up, since
+/// consecutive ops mostly share their key and node.
+#[derive(Default)]
+pub struct Interner {
+    ids: FastMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+    last: Option<u32>,
+}
+
+impl Interner {
+    /// The id of `name`, assigning the next one if it is new.
+    pub fn id(&mut self, name: &str) -> u32 {
+        if let Some(last) = self.last {
+            if *self.names[last as usize] == *name {
+                return last;
+            }
+        }
+        let id = match self.ids.get(name) {
+            Some(&id) => id,
+            None => {
+                // Ids stay below NONE: a history with 4 billion distinct names would
+                // not fit in memory long before.
+                let id = self.names.len() as u32;
+                self.names.push(name.into());
+                self.ids.insert(name.into(), id);
+                id
+            }
+        };
+        self.last = Some(id);
+        id
+    }
+
+    /// The id of `name`, or [`NONE`] for no name.
+    pub fn opt(&mut self, name: Option<&str>) -> u32 {
+        name.map_or(NONE, |n| self.id(n))
+    }
+
+    /// The name of `id` (`None` for [`NONE`] or an id never given out).
+    pub fn name(&self, id: u32) -> Option<&str> {
+        self.names.get(id as usize).map(|n| &**n)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
