@@ -1,14 +1,15 @@
 //! The results store: one folder per run, `results/<test>/<YYYYMMDDTHHMMSS>/`, holding
 //! `test.json`, the streamed `history.jsonl`, `results.json`, `harness.log` and
-//! `nodes/<node>/`; `results/latest` (and `results/<test>/latest`) point at the newest.
+//! `nodes/<node>/`; `results/latest` (and `results/<test>/latest`) point at the newest;
+//! and the [`Recorder`] that appends the history in batches of whole lines.
 
-use checkers::history::{JsonlWriter, Op};
+use checkers::history::Op;
 use serde::Serialize;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -115,12 +116,48 @@ fn relink(link: &Path, target: &Path) -> Result<(), StoreError> {
     fs::rename(&tmp, link).map_err(io_err(link))
 }
 
+/// The longest a recorded op waits in memory before it is written to the file.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(5);
+
+/// Pending lines beyond this size are written at once, without waiting.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// The part of the recorder under its lock.
+struct Pending {
+    /// Complete lines not yet written.
+    buf: Vec<u8>,
+    file: File,
+    next_index: u64,
+    /// The first write error, reported by the next `record`, `flush` or `sync`.
+    failed: Option<String>,
+}
+
+impl Pending {
+    /// One `write(2)` of whole lines (more only if the kernel takes part of it).
+    fn write_out(&mut self) {
+        if self.buf.is_empty() || self.failed.is_some() {
+            return;
+        }
+        if let Err(e) = self.file.write_all(&self.buf) {
+            self.failed = Some(e.to_string());
+        }
+        self.buf.clear();
+    }
+}
+
 /// The history being recorded: ops are timed and numbered under one lock, so indices
-/// and times increase together, and each is flushed to `history.jsonl` at once.
+/// and times increase together, serialised into a buffer of whole lines, and the
+/// buffer is handed to the file in one `write(2)` when it reaches 64 KiB or, by a
+/// background thread, at most [`FLUSH_EVERY`] after an op was recorded. The file only
+/// ever receives complete lines, so a crash of the controller (kill -9) loses at most
+/// the ops of that last interval and never leaves half a line behind.
 pub struct Recorder {
     start: Instant,
-    out: Mutex<JsonlWriter<BufWriter<File>>>,
+    out: Arc<Mutex<Pending>>,
     path: PathBuf,
+    /// Dropping it stops the flusher thread (after a last flush).
+    stop_flusher: Option<mpsc::Sender<()>>,
+    flusher: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Recorder {
@@ -130,10 +167,33 @@ impl Recorder {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
+        let out = Arc::new(Mutex::new(Pending {
+            buf: Vec::with_capacity(2 * FLUSH_BYTES),
+            file,
+            next_index: 0,
+            failed: None,
+        }));
+        let (stop_flusher, stopped) = mpsc::channel::<()>();
+        let shared = out.clone();
+        let flusher = std::thread::Builder::new()
+            .name("history-flush".into())
+            .spawn(move || loop {
+                let done = !matches!(
+                    stopped.recv_timeout(FLUSH_EVERY),
+                    Err(mpsc::RecvTimeoutError::Timeout)
+                );
+                lock(&shared).write_out();
+                if done {
+                    return;
+                }
+            })
+            .map_err(io_err(&path))?;
         Ok(Recorder {
             start,
-            out: Mutex::new(JsonlWriter::new(BufWriter::new(file))),
+            out,
             path,
+            stop_flusher: Some(stop_flusher),
+            flusher: Some(flusher),
         })
     }
 
@@ -142,34 +202,78 @@ impl Recorder {
         self.start.elapsed().as_nanos() as u64
     }
 
-    /// Stamps `op` with the current time and next index, appends and flushes it, and
-    /// returns it as written.
+    fn failed(&self, p: &Pending) -> Result<(), StoreError> {
+        match &p.failed {
+            Some(message) => Err(StoreError::Io {
+                path: self.path.clone(),
+                message: message.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Stamps `op` with the current time and next index, queues it for the file (see
+    /// the type's doc for when it gets there), and returns it as recorded.
     pub fn record(&self, mut op: Op) -> Result<Op, StoreError> {
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = lock(&self.out);
+        self.failed(&out)?;
         op.time = self.now();
-        out.append(&mut op).map_err(io_err(&self.path))?;
+        op.index = out.next_index;
+        let before = out.buf.len();
+        if let Err(e) = serde_json::to_writer(&mut out.buf, &op) {
+            out.buf.truncate(before);
+            return Err(StoreError::Io {
+                path: self.path.clone(),
+                message: format!("serialising op {}: {e}", op.index),
+            });
+        }
+        out.buf.push(b'\n');
+        out.next_index += 1;
+        if out.buf.len() >= FLUSH_BYTES {
+            out.write_out();
+        }
         Ok(op)
     }
 
     pub fn len(&self) -> u64 {
-        self.out.lock().unwrap_or_else(|p| p.into_inner()).len()
+        lock(&self.out).next_index
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Flushes and syncs the file to disk.
+    /// Writes every recorded op to the file now.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let mut out = lock(&self.out);
+        out.write_out();
+        self.failed(&out)
+    }
+
+    /// Writes every recorded op and syncs the file to disk.
     pub fn sync(&self) -> Result<(), StoreError> {
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let w = out.get_mut();
-        w.flush().map_err(io_err(&self.path))?;
-        w.get_ref().sync_all().map_err(io_err(&self.path))
+        let mut out = lock(&self.out);
+        out.write_out();
+        self.failed(&out)?;
+        out.file.sync_all().map_err(io_err(&self.path))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        drop(self.stop_flusher.take());
+        if let Some(t) = self.flusher.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock(m: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -204,13 +308,30 @@ mod tests {
             serde_json::json!(5),
         );
         rec.record(op.clone()).unwrap();
-        let second = rec.record(op).unwrap();
+        let second = rec.record(op.clone()).unwrap();
         assert_eq!(second.index, 1);
-        // visible on disk without closing the recorder
-        let text = fs::read_to_string(b.file("history.jsonl")).unwrap();
-        let ops = checkers::history::read_jsonl(text.as_bytes()).unwrap();
+        // On disk within the flush interval, without closing or flushing the recorder
+        // (the wait is bounded; the background flush normally takes FLUSH_EVERY).
+        let read = || fs::read_to_string(b.file("history.jsonl")).unwrap();
+        let waited = Instant::now();
+        while read().lines().count() < 2 && waited.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let ops = checkers::history::read_jsonl(read().as_bytes()).unwrap();
         assert_eq!(ops.len(), 2);
         assert!(ops[1].time >= ops[0].time);
+        // A batch past the size bound is written at once, in whole lines only.
+        let mut big = op;
+        big.value = serde_json::json!("x".repeat(1000));
+        for _ in 0..100 {
+            rec.record(big.clone()).unwrap();
+        }
+        let text = read();
+        assert!(text.len() >= FLUSH_BYTES, "{}", text.len());
+        assert!(text.ends_with('\n'));
+        assert!(checkers::history::read_jsonl(text.as_bytes()).is_ok());
+        rec.flush().unwrap();
+        assert_eq!(read().lines().count(), 102);
         assert!(Recorder::create(b.file("history.jsonl"), Instant::now()).is_err());
         b.write_json("results.json", &serde_json::json!({"valid": true}))
             .unwrap();
