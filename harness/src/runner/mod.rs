@@ -3,6 +3,7 @@
 //! final reads, collect logs, tear down, check, store. See ARCHITECTURE.md.
 
 pub mod clients;
+pub mod fault_schedule;
 pub mod generator;
 pub mod nemesis;
 pub mod stop;

@@ -5,6 +5,7 @@
 //! interval, undoes it, and leaves half an interval to recover before the next.
 //! Also the heal of every node (network, clocks, processes) used on every exit path.
 
+use super::fault_schedule;
 use super::stop::Stop;
 use crate::config::{FaultKind, NemesisKind};
 use crate::fault::exec;
@@ -14,9 +15,8 @@ use checkers::{Op, OpType, Process};
 use nemesis::clock::Offset;
 use nemesis::netem::{PacketFault, PacketMethod};
 use nemesis::process::ProcessState;
-use nemesis::{Grudge, Targets, Topology};
+use nemesis::{Grudge, Topology};
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -110,17 +110,6 @@ enum Undo {
     Packet,
 }
 
-/// Topologies a schedule draws from (primaries only when the system names one).
-const SCHEDULE_TOPOLOGIES: &[&str] = &[
-    "primaries",
-    "isolate",
-    "halves",
-    "random-halves",
-    "majority-minority",
-    "majorities-ring",
-    "bridge",
-];
-
 impl<S: System> NemesisTask<S> {
     fn names(&self) -> Vec<String> {
         exec::names(&self.nodes)
@@ -159,99 +148,20 @@ impl<S: System> NemesisTask<S> {
     async fn apply(&self, kind: FaultKind, rng: &mut ChaCha8Rng) -> anyhow::Result<Applied> {
         let names = self.names();
         let masters = self.masters().await;
-        let small = [Targets::One, Targets::Minority];
-        let (f, description, grudge, targets, undo, detail): (
-            &str,
-            String,
-            Grudge,
-            Vec<String>,
-            Undo,
-            Value,
-        ) = match kind {
-            FaultKind::Partition => {
-                let mut choices: Vec<&str> = SCHEDULE_TOPOLOGIES.to_vec();
-                if masters.is_empty() {
-                    choices.retain(|t| *t != "primaries");
-                }
-                if names.len() < 4 {
-                    choices.retain(|t| *t != "majorities-ring");
-                }
-                if names.len() < 3 {
-                    choices.retain(|t| !["bridge", "majority-minority"].contains(t));
-                }
-                let name = choices.choose(rng).copied().unwrap_or("isolate");
-                let plan = Topology::parse(name, None)?.plan(&names, &masters, rng)?;
-                let targets: Vec<String> = plan.grudge.0.keys().cloned().collect();
-                (
-                    "partition",
-                    plan.description,
-                    plan.grudge,
-                    targets,
-                    Undo::Partition,
-                    json!({"masters": masters}),
-                )
-            }
-            FaultKind::Clock => {
-                let t = small
-                    .choose(rng)
-                    .cloned()
-                    .unwrap_or(Targets::One)
-                    .resolve(&names, &masters, rng)?;
-                let secs = rng.gen_range(0.25..8.0) * if rng.gen_bool(0.5) { 1.0 } else { -1.0 };
-                let strobe = rng.gen_bool(0.3);
-                let d = if strobe {
-                    format!("strobe {} between +0s and {}", t.join(","), Offset(secs))
-                } else {
-                    format!("bump {} by {}", t.join(","), Offset(secs))
-                };
-                (
-                    "clock",
-                    d,
-                    Grudge::default(),
-                    t,
-                    Undo::Clock,
-                    json!({"offset_s": secs, "strobe": strobe}),
-                )
-            }
-            FaultKind::Kill | FaultKind::Pause => {
-                let mut choices = small.to_vec();
-                if !masters.is_empty() {
-                    choices.push(Targets::Primaries);
-                }
-                let t = choices
-                    .choose(rng)
-                    .cloned()
-                    .unwrap_or(Targets::One)
-                    .resolve(&names, &masters, rng)?;
-                let (f, undo) = if kind == FaultKind::Kill {
-                    ("kill", Undo::Kill)
-                } else {
-                    ("pause", Undo::Pause)
-                };
-                (
-                    f,
-                    format!("{f} {}", t.join(",")),
-                    Grudge::default(),
-                    t,
-                    undo,
-                    json!({"masters": masters}),
-                )
-            }
-            FaultKind::Packet => {
-                let t = small
-                    .choose(rng)
-                    .cloned()
-                    .unwrap_or(Targets::One)
-                    .resolve(&names, &masters, rng)?;
-                (
-                    "packet",
-                    format!("packet faults from {}", t.join(",")),
-                    Grudge::default(),
-                    t,
-                    Undo::Packet,
-                    Value::Null,
-                )
-            }
+        let fault_schedule::FaultPlan {
+            f,
+            description,
+            grudge,
+            targets,
+            detail,
+            ..
+        } = fault_schedule::plan(kind, &names, &masters, rng)?;
+        let undo = match kind {
+            FaultKind::Partition => Undo::Partition,
+            FaultKind::Clock => Undo::Clock,
+            FaultKind::Kill => Undo::Kill,
+            FaultKind::Pause => Undo::Pause,
+            FaultKind::Packet => Undo::Packet,
         };
         let mut value = json!({"description": description, "targets": targets, "detail": detail});
         if kind == FaultKind::Partition {
@@ -420,7 +330,7 @@ pub async fn run_nemesis<S: System>(t: NemesisTask<S>) -> anyhow::Result<Vec<Fau
         NemesisKind::PartitionMaster => vec![FaultKind::Partition],
         NemesisKind::Schedule(set) => set.kinds(),
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(t.seed ^ 0x6e656d65);
+    let mut rng = fault_schedule::rng(t.seed);
     if t.kind.includes(FaultKind::Clock) {
         t.record_offsets().await?;
     }
@@ -432,10 +342,7 @@ pub async fn run_nemesis<S: System>(t: NemesisTask<S>) -> anyhow::Result<Vec<Fau
         let applied = if t.kind == NemesisKind::PartitionMaster {
             master_partition(&t, &mut rng).await?
         } else {
-            let kind = kinds
-                .choose(&mut rng)
-                .copied()
-                .unwrap_or(FaultKind::Partition);
+            let kind = fault_schedule::pick_kind(&kinds, &mut rng);
             t.apply(kind, &mut rng).await?
         };
         let left = t.deadline.saturating_duration_since(Instant::now());
