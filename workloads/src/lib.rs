@@ -5,10 +5,12 @@
 pub mod availability;
 pub mod leader;
 pub mod list_append;
+pub mod mix;
 pub mod register;
 pub mod set;
 
 use checkers::{Op, Validity};
+pub use mix::OpMix;
 use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
@@ -146,14 +148,23 @@ impl WorkloadKind {
     /// A seeded generator for this workload; `concurrency` is the number of client
     /// processes (process ids taken modulo it), which the per-key workloads group.
     pub fn generator(self, seed: u64, concurrency: u64) -> Box<dyn Generator> {
+        self.generator_with(seed, concurrency, &self.default_mix())
+    }
+
+    /// [`WorkloadKind::generator`] with the operations in the proportions of `mix`
+    /// (from [`WorkloadKind::parse_op_mix`] or [`WorkloadKind::default_mix`] of the
+    /// same workload).
+    pub fn generator_with(self, seed: u64, concurrency: u64, mix: &OpMix) -> Box<dyn Generator> {
         match self {
-            WorkloadKind::Set => Box::new(set::SetGenerator::new(seed)),
-            WorkloadKind::Register => Box::new(register::RegisterGenerator::new(
-                seed,
-                concurrency,
-                register::Options::default(),
-            )),
-            WorkloadKind::ListAppend => Box::new(list_append::ListGenerator::new(seed)),
+            WorkloadKind::Set => Box::new(set::SetGenerator::with_mix(seed, mix)),
+            WorkloadKind::Register => {
+                let opts = register::Options {
+                    weights: [mix.weight("read"), mix.weight("write"), mix.weight("cas")],
+                    ..register::Options::default()
+                };
+                Box::new(register::RegisterGenerator::new(seed, concurrency, opts))
+            }
+            WorkloadKind::ListAppend => Box::new(list_append::ListGenerator::with_mix(seed, mix)),
         }
     }
 

@@ -14,20 +14,25 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Number of lists appended to.
 pub const KEYS: u64 = 4;
-/// Share of main-phase operations that are reads.
-pub const READ_SHARE: f64 = 0.2;
 /// Anomalies of each kind kept in the report (all are counted).
 const KEEP: usize = 20;
 
 pub struct ListGenerator {
     next_element: i64,
+    read_share: f64,
     rng: ChaCha8Rng,
 }
 
 impl ListGenerator {
     pub fn new(seed: u64) -> Self {
+        Self::with_mix(seed, &crate::WorkloadKind::ListAppend.default_mix())
+    }
+
+    /// Reads and appends in the proportions of `mix` (`append`, `read`).
+    pub fn with_mix(seed: u64, mix: &crate::OpMix) -> Self {
         ListGenerator {
             next_element: 0,
+            read_share: mix.share("read"),
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
@@ -40,7 +45,7 @@ fn key(k: u64) -> Option<String> {
 impl Generator for ListGenerator {
     fn next(&mut self, _process: u64) -> Invocation {
         let k = key(self.rng.gen_range(0..KEYS));
-        if self.rng.gen_bool(READ_SHARE) {
+        if self.rng.gen_bool(self.read_share) {
             return Invocation {
                 f: OpFn::ReadList,
                 key: k,

@@ -9,21 +9,25 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-/// Share of main-phase operations that are reads (the rest are adds).
-pub const READ_SHARE: f64 = 0.1;
-
 /// The set's key in the history and on the wire.
 pub const KEY: &str = "set";
 
 pub struct SetGenerator {
     next_element: i64,
+    read_share: f64,
     rng: ChaCha8Rng,
 }
 
 impl SetGenerator {
     pub fn new(seed: u64) -> Self {
+        Self::with_mix(seed, &crate::WorkloadKind::Set.default_mix())
+    }
+
+    /// Reads and adds in the proportions of `mix` (`add`, `read`).
+    pub fn with_mix(seed: u64, mix: &crate::OpMix) -> Self {
         SetGenerator {
             next_element: 0,
+            read_share: mix.share("read"),
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }
@@ -31,7 +35,7 @@ impl SetGenerator {
 
 impl Generator for SetGenerator {
     fn next(&mut self, _process: u64) -> Invocation {
-        if self.rng.gen_bool(READ_SHARE) {
+        if self.rng.gen_bool(self.read_share) {
             return Invocation {
                 f: OpFn::Read,
                 key: Some(KEY.into()),
