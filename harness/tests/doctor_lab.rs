@@ -241,8 +241,12 @@ fn doctor_on_the_lab_and_on_a_node_without_iptables() {
     // The lab's own n3 still has iptables: the mount namespace stayed private.
     let st = Command::new("ip")
         .args(["netns", "exec", "sb-n3", "iptables", "-S", "INPUT"])
-        .status()
+        .output()
         .unwrap();
-    assert!(st.success());
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     drop(cleanup);
 }

@@ -1,6 +1,7 @@
 //! Known-answer tests of doctor's probe parsing and judgement, and the probe script
 //! run for real on this machine.
 
+use super::node::skipped_after;
 use super::probe::{self, Facts, Place, Sudo, Tool};
 use super::*;
 
