@@ -4,6 +4,7 @@
 //! requests and classifies every answer as `ok`, `fail` or `info`.
 
 pub mod kind;
+pub mod postgres;
 pub mod redis;
 pub mod zoo;
 
