@@ -90,7 +90,10 @@ impl Tuning {
             redis_port: 6379,
             sentinel_port: 26379,
             down_after_ms: 1500,
-            failover_timeout_ms: 4000,
+            // Two Sentinels that start an election at once split the votes; a
+            // sentinel retries after twice the failover timeout, so 2 s keeps a
+            // second try (or third) inside a 10 s fault.
+            failover_timeout_ms: 2000,
             min_replicas_to_write: 0,
             min_replicas_max_lag_s: 10,
         };

@@ -9,17 +9,19 @@
 pub mod client;
 pub mod config;
 pub mod resp;
+pub mod view;
 
 use super::{NodeHandle, RoleView, System};
 use crate::control::Remote;
 use crate::nodes::NodeSpec;
 use anyhow::{bail, Context};
-use client::{Cluster, Member, RedisClient, Shared};
+use client::{RedisClient, Shared};
 use config::{Paths, Tuning, MASTER_NAME};
 use resp::{Conn, Reply};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use view::{Cluster, Member};
 
 /// The modes of `--system redis-sentinel:MODE`.
 pub const MODES: &[&str] = &["sentinel", "min-replicas-1"];
