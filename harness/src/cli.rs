@@ -378,6 +378,9 @@ pub(crate) fn run_one(
     if args.time_limit.is_zero() {
         bail!("invalid --time-limit: must be more than 0");
     }
+    if args.nemesis_interval.is_zero() {
+        bail!("invalid --nemesis-interval: must be more than 0 (how long each fault lasts)");
+    }
     let nemesis_name = args.nemesis.name().replace(',', "_");
     let name = args
         .name

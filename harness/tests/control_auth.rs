@@ -64,7 +64,7 @@ fn rsa_and_passphrase_keys_log_in() {
     opts.key_passphrase = None;
     let e = connect_err(&sshd, &opts).to_string();
     assert!(
-        e.ends_with("the key is encrypted; give its passphrase (or load it into ssh-agent)"),
+        e.ends_with("the key is encrypted; put its passphrase in SPLITBRAIN_SSH_KEY_PASSPHRASE (or load the key into ssh-agent)"),
         "{e}"
     );
 }

@@ -34,6 +34,10 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Environment variable holding the passphrase of an encrypted private key (used when
+/// [`SshOptions::key_passphrase`] is not set; never logged or stored).
+pub const KEY_PASSPHRASE_ENV: &str = "SPLITBRAIN_SSH_KEY_PASSPHRASE";
+
 fn load_key(path: &Path, passphrase: Option<&str>) -> Result<PrivateKey, ControlError> {
     let err = |reason: String| ControlError::KeyFile {
         path: path.to_path_buf(),
@@ -49,7 +53,7 @@ fn load_key(path: &Path, passphrase: Option<&str>) -> Result<PrivateKey, Control
     match russh::keys::decode_secret_key(&text, passphrase) {
         Ok(k) => Ok(k),
         Err(russh::keys::Error::KeyIsEncrypted) => Err(err(
-            "the key is encrypted; give its passphrase (or load it into ssh-agent)".into(),
+            format!("the key is encrypted; put its passphrase in {KEY_PASSPHRASE_ENV} (or load the key into ssh-agent)"),
         )),
         Err(e) if passphrase.is_some() && is_encrypted(&text) => Err(err(format!(
             "cannot decrypt the key: wrong passphrase? ({})",
@@ -72,10 +76,14 @@ impl Credentials {
     /// Loads what `opts` names. An explicit key that cannot be loaded is an error;
     /// default identities (`~/.ssh/id_*`) that cannot be loaded are skipped.
     pub fn load(opts: &SshOptions) -> Result<Credentials, ControlError> {
+        let env_passphrase = std::env::var(KEY_PASSPHRASE_ENV)
+            .ok()
+            .filter(|p| !p.is_empty());
+        let passphrase = opts.key_passphrase.as_deref().or(env_passphrase.as_deref());
         let mut keys = Vec::new();
         match &opts.private_key {
             Some(path) => {
-                let key = load_key(path, opts.key_passphrase.as_deref())?;
+                let key = load_key(path, passphrase)?;
                 keys.push((path.clone(), Arc::new(key)));
             }
             None => {
@@ -85,7 +93,7 @@ impl Credentials {
                     if !path.exists() {
                         continue;
                     }
-                    match load_key(&path, opts.key_passphrase.as_deref()) {
+                    match load_key(&path, passphrase) {
                         Ok(key) => keys.push((path, Arc::new(key))),
                         Err(e) => tracing::debug!("skipping default identity: {e}"),
                     }
