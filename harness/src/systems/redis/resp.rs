@@ -111,30 +111,23 @@ fn length(text: &str, max: usize, what: &str) -> Result<Option<usize>, String> {
     }
 }
 
-/// Reads one reply (iteratively bounded in depth; recursion through a boxed future).
+/// Reads one reply. Arrays are assembled on an explicit stack (no recursion, no
+/// allocation per element beyond the element itself), bounded in depth.
 pub async fn read_reply<R: AsyncBufRead + Unpin + Send>(r: &mut R) -> Result<Reply, String> {
-    read_nested(r, 0).await
-}
-
-fn read_nested<'a, R: AsyncBufRead + Unpin + Send>(
-    r: &'a mut R,
-    depth: usize,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, String>> + Send + 'a>> {
-    Box::pin(async move {
-        if depth > MAX_DEPTH {
-            return Err(format!("reply nested deeper than {MAX_DEPTH}"));
-        }
+    // Open arrays: (expected length, items so far).
+    let mut open: Vec<(usize, Vec<Reply>)> = Vec::new();
+    loop {
         let line = read_line(r).await?;
         let (kind, rest) = line.split_at(line.len().min(1));
-        match kind {
-            "+" => Ok(Reply::Status(rest.to_string())),
-            "-" => Ok(Reply::Error(rest.to_string())),
+        let mut value = match kind {
+            "+" => Reply::Status(rest.to_string()),
+            "-" => Reply::Error(rest.to_string()),
             ":" => rest
                 .parse()
                 .map(Reply::Int)
-                .map_err(|_| format!("bad integer reply {rest:?}")),
+                .map_err(|_| format!("bad integer reply {rest:?}"))?,
             "$" => match length(rest, MAX_BULK, "bulk string")? {
-                None => Ok(Reply::Bulk(None)),
+                None => Reply::Bulk(None),
                 Some(n) => {
                     let mut buf = vec![0u8; n + 2];
                     r.read_exact(&mut buf)
@@ -144,22 +137,37 @@ fn read_nested<'a, R: AsyncBufRead + Unpin + Send>(
                         return Err("bulk string not followed by CRLF".into());
                     }
                     buf.truncate(n);
-                    Ok(Reply::Bulk(Some(buf)))
+                    Reply::Bulk(Some(buf))
                 }
             },
             "*" => match length(rest, MAX_ARRAY, "array")? {
-                None => Ok(Reply::Array(None)),
+                None => Reply::Array(None),
+                Some(0) => Reply::Array(Some(Vec::new())),
                 Some(n) => {
-                    let mut items = Vec::with_capacity(n.min(1024));
-                    for _ in 0..n {
-                        items.push(read_nested(r, depth + 1).await?);
+                    if open.len() >= MAX_DEPTH {
+                        return Err(format!("reply nested deeper than {MAX_DEPTH}"));
                     }
-                    Ok(Reply::Array(Some(items)))
+                    open.push((n, Vec::with_capacity(n.min(1024))));
+                    continue;
                 }
             },
-            _ => Err(format!("unknown reply type in {line:?}")),
+            _ => return Err(format!("unknown reply type in {line:?}")),
+        };
+        // Hand the value to its array; close every array that is now full.
+        loop {
+            let Some((want, items)) = open.last_mut() else {
+                return Ok(value);
+            };
+            items.push(value);
+            if items.len() < *want {
+                break;
+            }
+            let Some((_, full)) = open.pop() else {
+                return Err("reply parser lost its place".into());
+            };
+            value = Reply::Array(Some(full));
         }
-    })
+    }
 }
 
 /// One connection to a Redis server or Sentinel.
@@ -262,6 +270,16 @@ mod tests {
             Ok(Reply::Bulk(Some(b"a\r\nb".to_vec())))
         );
         assert_eq!(parse(b"*-1\r\n").await, Ok(Reply::Array(None)));
+        // Nested arrays that close together, and an empty one.
+        assert_eq!(
+            parse(b"*2\r\n*1\r\n*1\r\n:1\r\n*0\r\n").await,
+            Ok(Reply::Array(Some(vec![
+                Reply::Array(Some(vec![Reply::Array(Some(vec![Reply::Int(1)]))])),
+                Reply::Array(Some(vec![])),
+            ])))
+        );
+        let deepest = "*1\r\n".repeat(MAX_DEPTH) + ":1\r\n";
+        assert!(parse(deepest.as_bytes()).await.is_ok());
         // ROLE of a master: ["master", offset, [[ip, port, offset], ...]].
         let role = parse(
             b"*3\r\n$6\r\nmaster\r\n:10\r\n*1\r\n*3\r\n$4\r\n10.1\r\n$4\r\n6379\r\n$1\r\n9\r\n",
@@ -293,7 +311,7 @@ mod tests {
             let e = parse(bytes).await.unwrap_err();
             assert!(e.contains(msg), "{bytes:?}: {e}");
         }
-        let deep = "*1\r\n".repeat(MAX_DEPTH + 2) + ":1\r\n";
+        let deep = "*1\r\n".repeat(MAX_DEPTH + 1) + ":1\r\n";
         assert!(parse(deep.as_bytes()).await.unwrap_err().contains("deeper"));
     }
 }
