@@ -188,6 +188,13 @@ pub fn main() -> u8 {
             return EXIT_HARNESS;
         }
     };
+    // Results and logs must not be world-writable whatever umask the caller left:
+    // keep its bits and add o-w.
+    // SAFETY: umask only swaps this process's file-creation mask.
+    unsafe {
+        let old = libc::umask(0o022);
+        libc::umask(old | 0o002);
+    }
     crate::log::init();
     match cli.command {
         Command::Check(args) => crate::check::run(&args),

@@ -15,9 +15,15 @@ use super::quote::sh_quote;
 pub(crate) fn upload_script(remote_path: &str, size: u64, mode: u32) -> String {
     let dst = sh_quote(remote_path);
     let mode = mode & 0o7777;
+    // The parent is cut here, not by `$(dirname ...)`: command substitution drops
+    // trailing newlines, which a directory name may end with.
+    let mkdir = match remote_path.rsplit_once('/') {
+        Some(("", _)) | None => String::new(),
+        Some((parent, _)) => format!("mkdir -p -- {}; ", sh_quote(parent)),
+    };
     format!(
         "set -e; dst={dst}; tmp=\"$dst.splitbrain-upload.$$\"; \
-         mkdir -p -- \"$(dirname -- \"$dst\")\"; \
+         {mkdir}\
          trap 'rm -f -- \"$tmp\"' EXIT; \
          cat > \"$tmp\"; \
          n=$(wc -c < \"$tmp\" | tr -d ' '); \
