@@ -13,8 +13,12 @@ use crate::store::FsyncPolicy;
 
 /// `zoo`: a reference server for splitbrain, one architecture per `--mode`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "zoo", version, about)]
+#[command(name = "zoo", version, about, args_override_self = true)]
 pub struct Args {
+    /// A TOML file of flags (keys are the flags' names: `mode = "raft"`,
+    /// `heartbeat_ms = 200`, `daemon = true`); flags on the command line override it.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
     /// Which architecture to run.
     #[arg(long, value_enum)]
     pub mode: ModeName,

@@ -2,13 +2,15 @@
 //! included, so the harness has targets whose right answers are known.
 //!
 //! The harness uses [`proto`] (the wire types) and [`client`] (an async client);
-//! the rest is the server: [`config`] (flags), [`run`] (process lifecycle),
-//! [`daemon`] (detaching), [`server`] (TCP front), [`peers`] (peer connections),
+//! the rest is the server: [`config`] (flags; [`config_file`] for `--config`),
+//! [`run`] (process lifecycle), [`daemon`] (detaching), [`server`] (TCP front),
+//! [`peers`] (peer connections),
 //! [`store`] (durable data), [`eventlog`] (the node log) and one module per mode
 //! under [`modes`]; [`router`] is the `zoo router` process.
 
 pub mod client;
 pub mod config;
+pub mod config_file;
 pub mod daemon;
 pub mod data;
 pub mod eventlog;

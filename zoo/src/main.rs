@@ -16,7 +16,18 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "router") {
         return router_main(ready);
     }
-    let args = Args::parse();
+    // `--config FILE.toml` becomes the file's flags, before the command line's.
+    let argv = match zoo::config_file::expand(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("zoo: {e}");
+            if let Ok(Some(r)) = ready {
+                r.failed(&e);
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let args = Args::parse_from(argv.clone());
     let daemon = args.daemon;
     let ready_timeout = Duration::from_millis(args.daemon_ready_timeout_ms);
     let cfg = match Config::try_from(args) {
@@ -30,7 +41,7 @@ fn main() -> ExitCode {
         }
     };
     if daemon {
-        return match spawn_daemon(std::env::args_os(), cfg.log.as_deref(), ready_timeout) {
+        return match spawn_daemon(argv.into_iter(), cfg.log.as_deref(), ready_timeout) {
             Ok(msg) => {
                 println!("{msg}");
                 ExitCode::SUCCESS

@@ -190,3 +190,76 @@ fn bad_flags_give_one_line_and_exit_2() {
         assert!(err.contains(want) && err.lines().count() == 1, "{err}");
     }
 }
+
+#[test]
+fn a_daemon_starts_from_a_toml_config_with_flags_overriding_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_ports(1)[0];
+    let addr = format!("127.0.0.1:{port}");
+    let pid_file = dir.path().join("n1.pid");
+    let log = dir.path().join("n1.log");
+    let config = dir.path().join("n1.toml");
+    // The file names a mode the command line then overrides, and relative paths
+    // nowhere: the daemon child must get the expanded flags, not re-read the file.
+    std::fs::write(
+        &config,
+        format!(
+            "mode = \"fixed-master\"\nnode = \"n1\"\nlisten = \"{addr}\"\npeers = [\"n1={addr}\"]\n\
+             data_dir = \"{}\"\nlog = \"{}\"\npid_file = \"{}\"\ndaemon = true\n",
+            dir.path().join("data").display(),
+            log.display(),
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["--mode", "raft"])
+        .args(TIMING)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _guard = PidGuard(pid);
+    TcpStream::connect(&addr).unwrap();
+    // SAFETY: SIGTERM to the daemon started above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let t = Instant::now();
+    while alive(pid) {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "daemon ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(" start mode=raft "),
+        "the flag overrode the file:\n{text}"
+    );
+
+    // A bad file: one line naming the file, exit 2, nothing started.
+    std::fs::write(&config, "mode = \"raft\"\nheartbeat = 5\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().count() == 1
+            && err.contains("n1.toml")
+            && err.contains("unknown key `heartbeat`"),
+        "{err}"
+    );
+}
