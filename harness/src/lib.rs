@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod doctor;
 pub mod fault;
+pub mod known_answer;
 pub mod lab;
 pub mod log;
 pub mod nodes;

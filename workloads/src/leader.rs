@@ -4,7 +4,7 @@
 //! result with the dual-master checker.
 
 use crate::{CheckerResult, Generator, Invocation, OpFn};
-use checkers::{dual_master, Op};
+use checkers::{dual_master, Op, OpType};
 use serde_json::Value;
 
 /// Always asks for the role.
@@ -25,8 +25,39 @@ impl Generator for RoleGenerator {
     }
 }
 
-/// Runs the dual-master checker and summarises it.
+/// Role observations of the history: (how many, how many from a masterless system).
+/// A masterless system (a ring where every node accepts writes) marks each of its
+/// role answers `"masterless": true`.
+fn masterless_observations(history: &[Op]) -> (usize, usize) {
+    history
+        .iter()
+        .filter(|op| op.f == "role" && op.kind == OpType::Ok)
+        .fold((0, 0), |(all, ml), op| {
+            let m = op.value.get("masterless") == Some(&Value::Bool(true));
+            (all + 1, ml + usize::from(m))
+        })
+}
+
+/// Runs the dual-master checker and summarises it. For a masterless system the
+/// question does not apply: the result is valid, says "not applicable" and carries
+/// `"applicable": false` in its details.
 pub fn analyse(history: &[Op]) -> CheckerResult {
+    let (observed, masterless) = masterless_observations(history);
+    if observed > 0 && masterless == observed {
+        return CheckerResult {
+            checker: "dual-master",
+            valid: checkers::Validity::Valid,
+            summary: format!(
+                "not applicable: the system is masterless (every node accepts writes by design); {observed} role observations"
+            ),
+            details: serde_json::json!({
+                "applicable": false,
+                "reason": "masterless system",
+                "observations": observed,
+                "intervals": [],
+            }),
+        };
+    }
     let r = dual_master::check(history);
     let lost: usize = r
         .intervals
@@ -89,5 +120,38 @@ mod tests {
             r.summary
         );
         assert_eq!(RoleGenerator.next(3).f.as_str(), "role");
+    }
+
+    fn obs(t: u64, node: &str, value: Value) -> Op {
+        let mut op = Op::new(t, Process::Client(9), OpType::Ok, "role", value);
+        op.node = Some(node.into());
+        op
+    }
+
+    #[test]
+    fn masterless_systems_are_not_applicable_and_mixed_histories_are_judged() {
+        let peer = || json!({"role": "peer", "epoch": 0, "masterless": true});
+        let h = vec![obs(0, "n1", peer()), obs(1, "n2", peer())];
+        let r = analyse(&h);
+        assert_eq!(r.valid, Validity::Valid);
+        assert!(r.summary.starts_with("not applicable"), "{}", r.summary);
+        assert_eq!(r.details["applicable"], false);
+        // One real master claim beside them: the checker runs (two claims at once).
+        let h = vec![
+            obs(0, "n1", json!({"role": "master", "epoch": 1})),
+            obs(1, "n2", json!({"role": "master", "epoch": 2})),
+            obs(2, "n3", peer()),
+            obs(3, "n1", json!({"role": "master", "epoch": 1})),
+            obs(4, "n2", json!({"role": "master", "epoch": 2})),
+        ];
+        let r = analyse(&h);
+        assert!(!r.summary.starts_with("not applicable"), "{}", r.summary);
+        assert!(
+            r.summary.starts_with("1 dual-master intervals"),
+            "{}",
+            r.summary
+        );
+        // No role observations at all: judged (and empty), not waved through.
+        assert!(!analyse(&[]).summary.starts_with("not applicable"));
     }
 }

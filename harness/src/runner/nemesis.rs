@@ -2,7 +2,9 @@
 //! history. `partition` alone isolates the current master, heals, repeats; a list
 //! (`partition,clock,kill,pause,packet`) draws one fault at a time with a seeded
 //! generator — its kind, targets, topology and size — holds it for the nemesis
-//! interval, undoes it, and leaves half an interval to recover before the next.
+//! interval, undoes it, and leaves half an interval to recover before the next;
+//! `isolate-master`, `kill-master`, ... aim one fixed fault at the master
+//! (`nemesis_targeted.rs`).
 //! Also the heal of every node (network, clocks, processes) used on every exit path.
 
 use super::fault_schedule;
@@ -24,6 +26,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use crate::fault::exec::{on_all, FAULT_COMMAND_TIMEOUT};
+
+#[path = "nemesis_targeted.rs"]
+mod targeted;
 
 /// Heals every network and clock fault on every node (partition rules, packet
 /// faults, clock offsets and strobes). Idempotent; returns the failures.
@@ -329,6 +334,7 @@ pub async fn run_nemesis<S: System>(t: NemesisTask<S>) -> anyhow::Result<Vec<Fau
         NemesisKind::None => return Ok(faults),
         NemesisKind::PartitionMaster => vec![FaultKind::Partition],
         NemesisKind::Schedule(set) => set.kinds(),
+        NemesisKind::Targeted(f) => vec![f.kind()],
     };
     let mut rng = fault_schedule::rng(t.seed);
     if t.kind.includes(FaultKind::Clock) {
@@ -341,6 +347,8 @@ pub async fn run_nemesis<S: System>(t: NemesisTask<S>) -> anyhow::Result<Vec<Fau
         }
         let applied = if t.kind == NemesisKind::PartitionMaster {
             master_partition(&t, &mut rng).await?
+        } else if let NemesisKind::Targeted(f) = t.kind {
+            targeted::apply(&t, f, &mut rng).await?
         } else {
             let kind = fault_schedule::pick_kind(&kinds, &mut rng);
             t.apply(kind, &mut rng).await?

@@ -1,6 +1,10 @@
 //! The zoo as a system under test: uploads the `zoo` binary to every node, starts one
 //! daemon per node under `<workdir>/zoo/`, asks nodes for their roles, and maps the
-//! zoo protocol's answers onto `ok` / `fail` / `info`.
+//! zoo protocol's answers onto `ok` / `fail` / `info`. The ring modes are masterless:
+//! every node accepts writes by design, so no node is reported as master (the
+//! nemesis then aims "the master" faults at a seeded node), readiness is every node
+//! answering, and role observations say `peer` and `masterless`, which makes the
+//! dual-master analysis "not applicable" rather than a false positive.
 
 use super::{NodeHandle, Outcome, RoleView, System, SystemClient};
 use crate::control::{sh_quote, Remote};
@@ -25,7 +29,12 @@ pub const MODES: &[&str] = &[
     "semi-sync",
     "sync",
     "raft",
+    "lww-ring",
+    "vclock-ring",
 ];
+
+/// The modes in which every node accepts writes (no master by design).
+pub const MASTERLESS: &[&str] = &["lww-ring", "vclock-ring"];
 
 pub struct Zoo {
     pub mode: String,
@@ -63,6 +72,11 @@ impl Zoo {
             connect_timeout: Duration::from_secs(2),
             faketime: false,
         })
+    }
+
+    /// Whether every node accepts writes by design (no master to find or follow).
+    pub fn masterless(&self) -> bool {
+        MASTERLESS.contains(&self.mode.as_str())
     }
 
     fn dir(node: &NodeSpec) -> String {
@@ -167,6 +181,23 @@ impl System for Zoo {
         let start = Instant::now();
         loop {
             let roles = self.roles(nodes, Duration::from_secs(1)).await;
+            if self.masterless() {
+                // No master to agree on: ready once every node answers.
+                if roles.len() == nodes.len() {
+                    return Ok(());
+                }
+                if start.elapsed() > timeout {
+                    let answered: Vec<&str> = roles.iter().map(|r| r.node.as_str()).collect();
+                    bail!(
+                        "zoo not ready after {timeout:?}: {} of {} nodes answered ({})",
+                        roles.len(),
+                        nodes.len(),
+                        answered.join(",")
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
             let masters = super::current_masters(&roles);
             // Ready means one node claims master and every other node follows it: a
             // node that started late may have promoted itself meanwhile, and a test
@@ -252,6 +283,7 @@ impl System for Zoo {
             node: node.name.clone(),
             conn: None,
             connect_timeout: self.connect_timeout,
+            masterless: self.masterless(),
         }
     }
 }
@@ -262,6 +294,8 @@ pub struct ZooClient {
     node: String,
     conn: Option<Client>,
     connect_timeout: Duration,
+    /// A ring mode: the node's `master` role is not a master claim.
+    masterless: bool,
 }
 
 fn classify(e: &CallError) -> Outcome {
@@ -305,9 +339,9 @@ impl ZooClient {
         match c.call(&Request::Role, timeout).await {
             Ok(Response::Role(r)) => Some(RoleView {
                 node: r.node,
-                is_master: r.role == RoleKind::Master,
+                is_master: !self.masterless && r.role == RoleKind::Master,
                 epoch: Some(r.epoch),
-                master: r.master,
+                master: if self.masterless { None } else { r.master },
             }),
             _ => None,
         }
@@ -334,6 +368,7 @@ fn served(node: &str, role: RoleKind, epoch: u64) -> Map<String, Value> {
 impl SystemClient for ZooClient {
     async fn invoke(&mut self, inv: &Invocation, timeout: Duration) -> Outcome {
         let key = inv.key.clone().unwrap_or_default();
+        let masterless = self.masterless;
         let deadline = Instant::now() + timeout;
         let c = match tokio::time::timeout(timeout, self.connected()).await {
             Ok(Ok(c)) => c,
@@ -417,6 +452,14 @@ impl SystemClient for ZooClient {
                 Ok(r) => Outcome::Ok {
                     value: Value::from(r.values),
                     extra: served(&r.node, r.role, r.epoch),
+                },
+                Err(e) => classify(&e),
+            },
+            OpFn::Role if masterless => match c.role(left).await {
+                // Every ring node says `master`; that is its design, not a claim.
+                Ok(r) => Outcome::Ok {
+                    value: json!({"role": "peer", "epoch": r.epoch, "masterless": true}),
+                    extra: Map::new(),
                 },
                 Err(e) => classify(&e),
             },

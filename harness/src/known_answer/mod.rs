@@ -1,0 +1,368 @@
+//! The known-answer matrix on the lab (`splitbrain known-answer`): for each zoo mode ×
+//! targeted fault (isolate the master, majorities ring, clock skew, kill the master,
+//! pause the master) and each seed, one run of the set workload and one of the
+//! register workload on the first lab nodes; the two give what was observed (lost
+//! writes, dual masters, linearizable, writes unavailable), which is compared with
+//! what zoo/README.md expects. Prints one markdown table with a verdict per cell:
+//! a sound cell passes when every seed matches, a flawed cell when its anomaly is
+//! caught on enough seeds and no seed shows an anomaly the README does not expect.
+
+pub mod command;
+pub mod expect;
+
+use crate::config::{NemesisKind, TargetedFault, TestConfig};
+use crate::control::SshOptions;
+use crate::lab::{self, LabConfig};
+use crate::runner::{self, stop::Stop, RunOutcome};
+use crate::systems::zoo::Zoo;
+use anyhow::Context;
+use expect::Results;
+use std::path::PathBuf;
+use std::time::Duration;
+use tabled::builder::Builder;
+use tabled::settings::Style;
+use workloads::WorkloadKind;
+
+/// How the matrix runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub modes: Vec<String>,
+    pub faults: Vec<TargetedFault>,
+    /// Seeds of cells that expect an anomaly.
+    pub seeds: Vec<u64>,
+    /// Seeds of cells that expect none.
+    pub sound_seeds: Vec<u64>,
+    /// Seeds on which a flawed cell must be caught (of `seeds`).
+    pub min_caught: usize,
+    /// Lab nodes used (the first N).
+    pub nodes: usize,
+    pub time_limit: Duration,
+    pub nemesis_interval: Duration,
+    pub recovery_time: Duration,
+    pub op_timeout: Duration,
+    pub concurrency: usize,
+    pub rate: f64,
+    pub results_dir: PathBuf,
+    pub zoo_binary: PathBuf,
+    /// Take the lab's lock for each seed's runs (off when the caller holds it).
+    pub take_lab_lock: bool,
+}
+
+impl Options {
+    /// The full matrix: every harness mode × every targeted fault, seeds 1..=5,
+    /// 3 nodes, a 7 s run with one 4 s fault (from 2 s to 6 s).
+    pub fn full(zoo_binary: PathBuf, results_dir: PathBuf) -> Options {
+        Options {
+            modes: crate::systems::zoo::MODES
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            faults: TargetedFault::ALL.to_vec(),
+            seeds: (1..=5).collect(),
+            sound_seeds: (1..=5).collect(),
+            min_caught: 4,
+            nodes: 3,
+            time_limit: Duration::from_secs(7),
+            nemesis_interval: Duration::from_secs(4),
+            recovery_time: Duration::from_secs(2),
+            op_timeout: Duration::from_secs(1),
+            concurrency: 6,
+            rate: 150.0,
+            results_dir,
+            zoo_binary,
+            take_lab_lock: true,
+        }
+    }
+}
+
+/// One cell's outcome over its seeds.
+#[derive(Debug, Clone)]
+pub struct CellResult {
+    pub mode: String,
+    pub fault: TargetedFault,
+    pub expected: Results,
+    /// Per seed: what was observed, or why nothing could be.
+    pub observed: Vec<(u64, Result<Results, String>)>,
+    pub caught: usize,
+    pub pass: bool,
+    /// The run folders, set then register, per seed.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl CellResult {
+    fn judge(&mut self, min_caught: usize) {
+        let ok: Vec<&Results> = self
+            .observed
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .collect();
+        let surprises = ok.iter().any(|r| r.surprises(&self.expected));
+        self.caught = ok.iter().filter(|r| r.catches(&self.expected)).count();
+        let all_ran = ok.len() == self.observed.len() && !ok.is_empty();
+        self.pass = if self.expected.anomalous() {
+            !surprises && self.caught >= min_caught.min(self.observed.len())
+        } else {
+            all_ran && ok.iter().all(|r| **r == self.expected)
+        };
+    }
+}
+
+/// The lab's first `n` nodes and the SSH options to reach them.
+fn lab_nodes(n: usize) -> anyhow::Result<(Vec<crate::nodes::NodeSpec>, SshOptions)> {
+    let info = lab::up(&LabConfig::default()).context("bringing up the local lab")?;
+    anyhow::ensure!(
+        info.nodes.len() >= n,
+        "the lab has {} nodes, the matrix needs {n}",
+        info.nodes.len()
+    );
+    let ssh = SshOptions {
+        private_key: Some(info.private_key.clone()),
+        use_agent: false,
+        known_hosts: info.known_hosts.clone(),
+        ..SshOptions::default()
+    };
+    Ok((info.nodes.into_iter().take(n).collect(), ssh))
+}
+
+fn config(
+    o: &Options,
+    nodes: &[crate::nodes::NodeSpec],
+    mode: &str,
+    fault: TargetedFault,
+    workload: WorkloadKind,
+    seed: u64,
+) -> TestConfig {
+    TestConfig {
+        name: format!("known-answer-{mode}-{}-{workload}", fault.name()),
+        nodes: nodes.to_vec(),
+        username: "root".into(),
+        system: "zoo".into(),
+        mode: mode.to_string(),
+        workload,
+        nemesis: NemesisKind::Targeted(fault),
+        time_limit: o.time_limit,
+        nemesis_interval: o.nemesis_interval,
+        recovery_time: o.recovery_time,
+        op_timeout: o.op_timeout,
+        concurrency: o.concurrency,
+        rate: o.rate,
+        max_ops: 1_000_000,
+        seed,
+        leave_db_running: false,
+        lab: true,
+        harness_version: env!("CARGO_PKG_VERSION"),
+    }
+}
+
+/// Reads a run's stored history back (what was judged).
+fn history(o: &RunOutcome) -> anyhow::Result<Vec<checkers::Op>> {
+    let path = o.dir.file("history.jsonl");
+    let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    checkers::history::read_jsonl(std::io::BufReader::new(f))
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+/// Runs the matrix; `progress` hears one line per run. Stops early (with the cells
+/// finished so far) when `stop` is set.
+pub async fn run(
+    o: &Options,
+    stop: &Stop,
+    progress: &(dyn Fn(&str) + Sync),
+) -> anyhow::Result<Vec<CellResult>> {
+    let mut cells = Vec::new();
+    for mode in &o.modes {
+        for fault in &o.faults {
+            let expected = expect::expected(mode, *fault).map_err(anyhow::Error::msg)?;
+            cells.push(CellResult {
+                mode: mode.clone(),
+                fault: *fault,
+                expected,
+                observed: Vec::new(),
+                caught: 0,
+                pass: false,
+                dirs: Vec::new(),
+            });
+        }
+    }
+    let mut done = Vec::new();
+    for mut cell in cells {
+        let seeds = if cell.expected.anomalous() {
+            &o.seeds
+        } else {
+            &o.sound_seeds
+        };
+        for &seed in seeds {
+            if stop.is_stopped() {
+                return Ok(done);
+            }
+            progress(&format!(
+                "known-answer: zoo {} / {} / seed {seed}",
+                cell.mode,
+                cell.fault.name()
+            ));
+            let _lock = if o.take_lab_lock {
+                Some(
+                    lab::exclusive_use(Duration::from_secs(1800))
+                        .context("waiting for the local lab")?,
+                )
+            } else {
+                None
+            };
+            let (nodes, ssh) = lab_nodes(o.nodes)?;
+            let mut outcomes = Vec::new();
+            for w in [WorkloadKind::Set, WorkloadKind::Register] {
+                let cfg = config(o, &nodes, &cell.mode, cell.fault, w, seed);
+                let mut zoo = Zoo::with_binary(&cell.mode, o.zoo_binary.clone())?;
+                zoo.faketime = cell.fault == TargetedFault::ClockSkew;
+                let out = runner::run_test(
+                    cfg,
+                    zoo,
+                    &ssh,
+                    &o.results_dir,
+                    stop.clone(),
+                    &workloads::AnalyseOptions::default(),
+                )
+                .await;
+                outcomes.push(out);
+            }
+            let observed = match (outcomes.remove(0), outcomes.remove(0)) {
+                (Ok(set), Ok(reg)) => {
+                    cell.dirs.push(set.dir.path.clone());
+                    cell.dirs.push(reg.dir.path.clone());
+                    match history(&set) {
+                        Ok(h) if !set.results.interrupted && !reg.results.interrupted => {
+                            expect::observe(&set, &h, &reg)
+                        }
+                        Ok(_) => Err("interrupted".to_string()),
+                        Err(e) => Err(format!("{e:#}")),
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => Err(format!("{e:#}").replace('\n', " ")),
+            };
+            progress(&match &observed {
+                Ok(r) => format!("  observed {r} (expected {})", cell.expected),
+                Err(e) => format!("  no observation: {e}"),
+            });
+            cell.observed.push((seed, observed));
+        }
+        cell.judge(o.min_caught);
+        done.push(cell);
+    }
+    Ok(done)
+}
+
+/// The most common observation over the seeds (first seen wins ties), or why none.
+fn typical(c: &CellResult) -> String {
+    let ok: Vec<&Results> = c
+        .observed
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .collect();
+    let count = |r: &Results| ok.iter().filter(|x| **x == r).count();
+    // The most seeds; on a tie the one seen first.
+    let best = ok
+        .iter()
+        .copied()
+        .enumerate()
+        .max_by_key(|(i, r)| (count(r), std::cmp::Reverse(*i)))
+        .map(|(_, r)| r);
+    let mut s = best.map_or_else(|| "none".to_string(), |r| r.to_string());
+    let others = ok.len() - best.map_or(0, count);
+    if others > 0 {
+        s.push_str(&format!(" ({others} seed(s) differ)"));
+    }
+    let errors = c.observed.len() - ok.len();
+    if errors > 0 {
+        s.push_str(&format!(" ({errors} seed(s) not observed)"));
+    }
+    s
+}
+
+/// The matrix as a markdown table.
+pub fn render(cells: &[CellResult]) -> String {
+    let mut b = Builder::default();
+    b.push_record([
+        "mode",
+        "fault",
+        "expected",
+        "observed (most seeds)",
+        "caught",
+        "verdict",
+    ]);
+    for c in cells {
+        let caught = if c.expected.anomalous() {
+            format!("{}/{}", c.caught, c.observed.len())
+        } else {
+            format!(
+                "sound: {}/{} match",
+                c.observed
+                    .iter()
+                    .filter(|(_, r)| r.as_ref().ok() == Some(&c.expected))
+                    .count(),
+                c.observed.len()
+            )
+        };
+        b.push_record([
+            c.mode.clone(),
+            c.fault.name().to_string(),
+            c.expected.to_string(),
+            typical(c),
+            caught,
+            if c.pass { "PASS" } else { "FAIL" }.to_string(),
+        ]);
+    }
+    let mut t = b.build();
+    t.with(Style::markdown());
+    t.to_string()
+}
+
+/// Every seed's observation that differs from the expectation, one line each.
+pub fn deviations(cells: &[CellResult]) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in cells {
+        for (seed, r) in &c.observed {
+            match r {
+                Ok(r) if *r != c.expected => out.push(format!(
+                    "{} / {} / seed {seed}: observed {r}, expected {}",
+                    c.mode,
+                    c.fault.name(),
+                    c.expected
+                )),
+                Ok(_) => {}
+                Err(e) => out.push(format!(
+                    "{} / {} / seed {seed}: {e}",
+                    c.mode,
+                    c.fault.name()
+                )),
+            }
+        }
+    }
+    out
+}
+
+/// Every cell and seed as JSON (stored beside the runs, for re-reading the matrix).
+pub fn to_json(cells: &[CellResult]) -> serde_json::Value {
+    let cells: Vec<serde_json::Value> = cells
+        .iter()
+        .map(|c| {
+            let seeds: Vec<serde_json::Value> = c
+                .observed
+                .iter()
+                .map(|(seed, r)| match r {
+                    Ok(r) => serde_json::json!({"seed": seed, "observed": r.to_string()}),
+                    Err(e) => serde_json::json!({"seed": seed, "error": e}),
+                })
+                .collect();
+            serde_json::json!({
+                "mode": c.mode,
+                "fault": c.fault.name(),
+                "expected": c.expected.to_string(),
+                "seeds": seeds,
+                "caught": c.caught,
+                "pass": c.pass,
+                "runs": c.dirs,
+            })
+        })
+        .collect();
+    serde_json::json!({ "cells": cells })
+}
