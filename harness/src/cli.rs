@@ -48,9 +48,6 @@ pub enum Command {
     Report(ReportArgs),
     /// Browse the results store over HTTP.
     Serve(crate::serve::ServeArgs),
-    /// The zoo's known-answer matrix on the lab: every mode × targeted fault, seeded
-    /// runs, expected (zoo/README.md) against observed; exit 0 when every cell passed.
-    KnownAnswer(Box<crate::known_answer::command::KnownAnswerArgs>),
     /// Preflight of the controller and the nodes (default: the lab): SSH, host keys,
     /// root, iptables, tc/netem, clock rights, time sync, disk, clock offset; each
     /// failure with its fix. Exit 0 when nothing failed, 3 otherwise.
@@ -167,6 +164,14 @@ pub struct TestArgs {
     /// of the fault's start (detection + recovery + normal response).
     #[arg(long, value_parser = config::parse_duration)]
     pub latency_budget: Option<Duration>,
+    /// Clients run this long before the first fault (the first part of --time-limit).
+    #[arg(long, default_value = "0s", value_parser = config::parse_duration)]
+    pub warmup: Duration,
+    /// Relative weights of the workload's operations: `add=9,read=1` (set),
+    /// `read=2,write=1,cas=1` (register), `append=4,read=1` (list-append); operations
+    /// not named are not run.
+    #[arg(long)]
+    pub op_mix: Option<String>,
 }
 
 /// Parses arguments; clap's own errors map to exit 3 (bad input), not clap's 2, which
@@ -207,7 +212,6 @@ pub fn main() -> u8 {
         Command::TestAll(args) => report(crate::test_all::run(*args)),
         Command::Report(args) => report(report_command(&args)),
         Command::Serve(args) => report(crate::serve::run(args)),
-        Command::KnownAnswer(args) => report(crate::known_answer::command::run(*args)),
         Command::Doctor(args) => report(crate::doctor::run(*args)),
     }
 }
@@ -389,6 +393,20 @@ pub(crate) fn run_one(
     if args.time_limit.is_zero() {
         bail!("invalid --time-limit: must be more than 0");
     }
+    if args.warmup >= args.time_limit {
+        bail!(
+            "invalid --warmup {:?}: must be shorter than --time-limit {:?} (the warm-up is its first part)",
+            args.warmup,
+            args.time_limit
+        );
+    }
+    let op_mix = match &args.op_mix {
+        Some(spec) => args
+            .workload
+            .parse_op_mix(spec)
+            .map_err(|e| anyhow::anyhow!("invalid --op-mix {spec:?}: {e}"))?,
+        None => args.workload.default_mix(),
+    };
     if args.nemesis_interval.is_zero() {
         bail!("invalid --nemesis-interval: must be more than 0 (how long each fault lasts)");
     }
@@ -448,6 +466,8 @@ pub(crate) fn run_one(
         workload: args.workload,
         nemesis: args.nemesis,
         time_limit: args.time_limit,
+        warmup: args.warmup,
+        op_mix,
         nemesis_interval: args.nemesis_interval,
         recovery_time: args.recovery_time,
         op_timeout: args.op_timeout,

@@ -1,5 +1,6 @@
 //! Bad input to `splitbrain test-all` and the new `test` flags (`--workload`,
-//! `--test-count`, `--latency-budget`): exit status 3 and one line on stderr naming
+//! `--test-count`, `--latency-budget`, `--op-mix`, `--warmup`): exit status 3 and one
+//! line on stderr naming
 //! what is wrong, before any node is touched.
 
 use std::process::Command;
@@ -69,4 +70,17 @@ fn bad_matrix_and_flags_are_one_line_each() {
         &["test", "--latency-budget", "soon"],
         &["--latency-budget", "soon"],
     );
+    one_error(
+        &["test", "--workload", "register", "--op-mix", "read=1,add=2"],
+        &["--op-mix", "no operation \"add\"", "read, write, cas"],
+    );
+    one_error(
+        &["test", "--op-mix", "add=9,read=lots"],
+        &["--op-mix", "weight \"lots\" of read"],
+    );
+    one_error(
+        &["test", "--warmup", "30s", "--time-limit", "30s"],
+        &["--warmup", "shorter than --time-limit"],
+    );
+    one_error(&["test", "--warmup", "soon"], &["--warmup", "soon"]);
 }

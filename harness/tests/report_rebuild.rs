@@ -176,6 +176,8 @@ fn results_written_by_the_runner_read_back() {
         workload: workloads::WorkloadKind::Set,
         nemesis: NemesisKind::PartitionMaster,
         time_limit: std::time::Duration::from_secs(3),
+        warmup: std::time::Duration::from_secs(1),
+        op_mix: workloads::WorkloadKind::Set.default_mix(),
         nemesis_interval: std::time::Duration::from_secs(2),
         recovery_time: std::time::Duration::from_secs(1),
         op_timeout: std::time::Duration::from_millis(500),
@@ -215,6 +217,15 @@ fn results_written_by_the_runner_read_back() {
     assert_eq!(back.test.seed, 9);
     assert_eq!(back.test.nemesis, "partition-master");
     assert_eq!(back.test.time_limit, 3.0);
+    assert_eq!(
+        (back.test.warmup, back.test.op_mix.as_str()),
+        (1.0, "add=9,read=1")
+    );
+    let again = harness::report::reproduce_command(&back.test);
+    assert!(
+        again.contains(" --warmup 1s --op-mix 'add=9,read=1'"),
+        "{again}"
+    );
     assert_eq!(back.stats.info, 1);
     assert_eq!(back.heal_errors, vec!["n3: iptables: gone".to_string()]);
     assert!(back.interrupted && !back.reconstructed);

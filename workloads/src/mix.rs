@@ -80,7 +80,8 @@ impl WorkloadKind {
         }
     }
 
-    /// Parses `op=weight,...` for this workload. Errors name the bad entry.
+    /// Parses `op=weight,...` for this workload. Errors name the bad entry (the
+    /// caller adds where the spec came from).
     pub fn parse_op_mix(self, spec: &str) -> Result<OpMix, String> {
         let ops = self.ops();
         let mut entries: Vec<(&'static str, u32)> = ops.iter().map(|op| (*op, 0)).collect();
@@ -89,14 +90,14 @@ impl WorkloadKind {
             let entry = entry.trim();
             let Some((name, weight)) = entry.split_once('=') else {
                 return Err(format!(
-                    "op mix {spec:?}: entry {entry:?} is not op=weight (e.g. {})",
+                    "entry {entry:?} is not op=weight (e.g. {})",
                     self.default_mix()
                 ));
             };
             let name = name.trim();
             let Some(i) = ops.iter().position(|op| *op == name) else {
                 return Err(format!(
-                    "op mix {spec:?}: the {self} workload has no operation {name:?} (its operations: {})",
+                    "the {self} workload has no operation {name:?} (its operations: {})",
                     ops.join(", ")
                 ));
             };
@@ -107,19 +108,17 @@ impl WorkloadKind {
                 .filter(|w| *w <= MAX_WEIGHT)
                 .ok_or_else(|| {
                     format!(
-                        "op mix {spec:?}: weight {:?} of {name} is not a whole number from 0 to {MAX_WEIGHT}",
+                        "weight {:?} of {name} is not a whole number from 0 to {MAX_WEIGHT}",
                         weight.trim()
                     )
                 })?;
             if std::mem::replace(&mut named[i], true) {
-                return Err(format!("op mix {spec:?}: {name} is given twice"));
+                return Err(format!("{name} is given twice"));
             }
             entries[i].1 = weight;
         }
         if entries.iter().all(|(_, w)| *w == 0) {
-            return Err(format!(
-                "op mix {spec:?}: every weight is zero, so clients would have nothing to do"
-            ));
+            return Err("every weight is zero, so clients would have nothing to do".into());
         }
         Ok(OpMix { entries })
     }

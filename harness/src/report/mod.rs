@@ -290,6 +290,12 @@ pub fn reproduce_command(t: &StoredTest) -> String {
         cmd.push_str(&format!(" --nodes {}", sh_quote(&nodes.join(","))));
         cmd.push_str(&format!(" --username {}", sh_quote(&t.username)));
     }
+    if t.warmup > 0.0 {
+        cmd.push_str(&format!(" --warmup {}s", t.warmup));
+    }
+    if !t.op_mix.is_empty() {
+        cmd.push_str(&format!(" --op-mix {}", sh_quote(&t.op_mix)));
+    }
     if t.leave_db_running {
         cmd.push_str(" --leave-db-running");
     }

@@ -62,6 +62,10 @@ pub struct StoredTest {
     pub workload: String,
     pub nemesis: String,
     pub time_limit: f64,
+    /// The clients-only start of the time limit (0 in runs from before warm-ups).
+    pub warmup: f64,
+    /// The op mix, `op=weight,...` (empty in runs from before mixes: the default).
+    pub op_mix: String,
     pub nemesis_interval: f64,
     pub recovery_time: f64,
     pub op_timeout: f64,

@@ -1,14 +1,79 @@
-//! Scheduling of client operations: the even staggering of clients under `--rate`
-//! (client `i` of `n` starts `i/n` of an interval late, so ops are spread evenly
-//! instead of arriving in bursts), and [`NoopSystem`], an in-process system that
-//! accepts every op at once — used to show that the same seed gives the same op
-//! schedule and to benchmark the runner and recorder without a network.
+//! Scheduling of client operations: the phases of a run ([`Phase`]: warm-up, faults,
+//! heal, recovery, final reads), each recorded in the history and harness.log as it
+//! begins, and the nemesis held back until the warm-up is over; the even staggering
+//! of clients under `--rate` (client `i` of `n` starts `i/n` of an interval late, so
+//! ops are spread evenly instead of arriving in bursts); and [`NoopSystem`], an
+//! in-process system that accepts every op at once — used to show that the same seed
+//! gives the same op schedule and to benchmark the runner and recorder without a
+//! network.
 
+use super::stop::Stop;
 use crate::nodes::NodeSpec;
+use crate::store::{Recorder, StoreError};
 use crate::systems::{NodeHandle, Outcome, RoleView, System, SystemClient};
+use checkers::{Op, OpType, Process};
 use serde_json::{json, Map, Value};
+use std::future::Future;
 use std::time::Duration;
 use workloads::{Invocation, OpFn};
+
+/// The phases of a run, in order. Clients run through warm-up and faults; the
+/// nemesis only in the fault phase; leader observation until the final reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Clients only (`--warmup`), so the system is under load before the first fault.
+    WarmUp,
+    /// Clients and the nemesis schedule, until the time limit.
+    Faults,
+    /// Every fault undone on every node.
+    Heal,
+    /// Waiting `--recovery-time` for the system to settle.
+    Recovery,
+    /// Every node read once more.
+    FinalReads,
+}
+
+impl Phase {
+    /// Its name in the history (`{"f": "phase", "value": {"phase": ...}}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::WarmUp => "warm-up",
+            Phase::Faults => "faults",
+            Phase::Heal => "heal",
+            Phase::Recovery => "recovery",
+            Phase::FinalReads => "final-reads",
+        }
+    }
+}
+
+/// Records the start of `phase` as a nemesis `info` op (`f` = `phase`, which no
+/// checker reads as a fault) and in harness.log.
+pub fn record_phase(recorder: &Recorder, phase: Phase) -> Result<(), StoreError> {
+    let value = json!({ "phase": phase.name() });
+    let op = recorder.record(Op::new(0, Process::Nemesis, OpType::Info, "phase", value))?;
+    tracing::info!(phase = phase.name(), time_s = op.time as f64 / 1e9, "phase");
+    Ok(())
+}
+
+/// Runs `nemesis` once `warmup` is over, recording the start of the fault phase
+/// then; when `stop` is set during the warm-up the nemesis never starts.
+pub async fn after_warmup<T, F>(
+    warmup: Duration,
+    recorder: std::sync::Arc<Recorder>,
+    stop: Stop,
+    nemesis: F,
+) -> anyhow::Result<Vec<T>>
+where
+    F: Future<Output = anyhow::Result<Vec<T>>>,
+{
+    if !warmup.is_zero() {
+        if stop.sleep(warmup).await {
+            return Ok(Vec::new());
+        }
+        record_phase(&recorder, Phase::Faults)?;
+    }
+    nemesis.await
+}
 
 /// How long the client whose first process id is `first_process` waits before its
 /// first op: its slot's share of one `interval`.
@@ -102,8 +167,6 @@ impl System for NoopSystem {
 mod tests {
     use super::*;
     use crate::runner::clients::{run_client, ClientTask};
-    use crate::runner::stop::Stop;
-    use crate::store::Recorder;
     use std::sync::{Arc, Mutex};
     use tokio::time::Instant;
     use workloads::WorkloadKind;
@@ -167,5 +230,64 @@ mod tests {
             assert_eq!(a, schedule(*w, 11).await, "{w}");
             assert_ne!(a, schedule(*w, 12).await, "{w}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_nemesis_waits_for_the_warm_up_and_phases_are_recorded_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        let recorder = Arc::new(Recorder::create(path.clone(), std::time::Instant::now()).unwrap());
+        record_phase(&recorder, Phase::WarmUp).unwrap();
+        let rec = recorder.clone();
+        let nemesis = async move {
+            let op = rec.record(Op::new(
+                0,
+                Process::Nemesis,
+                OpType::Info,
+                "start-partition",
+                Value::Null,
+            ))?;
+            anyhow::Ok(vec![op.time])
+        };
+        let warmup = Duration::from_millis(60);
+        let started = after_warmup(warmup, recorder.clone(), Stop::default(), nemesis)
+            .await
+            .unwrap();
+        assert!(started[0] >= warmup.as_nanos() as u64, "{started:?}");
+        record_phase(&recorder, Phase::Heal).unwrap();
+        // Stopped during the warm-up: the nemesis never runs.
+        let stop = Stop::default();
+        stop.stop();
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let never = async {
+            ran.store(true, std::sync::atomic::Ordering::SeqCst);
+            anyhow::Ok(vec![0u64])
+        };
+        let none = after_warmup(warmup, recorder.clone(), stop, never)
+            .await
+            .unwrap();
+        assert!(none.is_empty() && !ran.load(std::sync::atomic::Ordering::SeqCst));
+        recorder.sync().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ops = checkers::history::read_jsonl(text.as_bytes()).unwrap();
+        let fs: Vec<String> = ops
+            .iter()
+            .map(|o| match o.value.get("phase") {
+                Some(p) => format!("phase {}", p.as_str().unwrap()),
+                None => o.f.clone(),
+            })
+            .collect();
+        assert_eq!(
+            fs,
+            [
+                "phase warm-up",
+                "phase faults",
+                "start-partition",
+                "phase heal"
+            ]
+        );
+        // Phase markers are not faults to the availability checker.
+        let a = checkers::availability::check(&ops, None);
+        assert_eq!(a.faults.len(), 1);
     }
 }

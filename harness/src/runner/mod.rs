@@ -15,6 +15,7 @@ use crate::systems::{NodeHandle, System};
 use anyhow::Context;
 use checkers::Validity;
 use clients::{ClientTask, Tally};
+use generator::Phase;
 use nemesis::{FaultRecord, NemesisTask};
 use serde::Serialize;
 use std::path::Path;
@@ -259,7 +260,11 @@ async fn run_body<S: System>(
     let deadline = start + cfg.time_limit;
     let progress = crate::progress::Progress::start(dir.file("history.jsonl"), cfg.time_limit);
     let conc = cfg.concurrency as u64;
-    let generator = Arc::new(Mutex::new(cfg.workload.generator(cfg.seed, conc)));
+    let generator = Arc::new(Mutex::new(cfg.workload.generator_with(
+        cfg.seed,
+        conc,
+        &cfg.op_mix,
+    )));
     // Leader observation runs through the faults, heal and recovery wait.
     let observers_stop = Stop::default();
     let mut observers = clients::spawn_role_observers(
@@ -282,6 +287,11 @@ async fn run_body<S: System>(
         cfg.nemesis.name(),
         cfg.seed
     );
+    let first = match cfg.warmup.is_zero() {
+        true => Phase::Faults,
+        false => Phase::WarmUp,
+    };
+    generator::record_phase(&recorder, first)?;
     let mut clients = tokio::task::JoinSet::new();
     for p in 0..conc {
         let node = specs[(p as usize) % specs.len()].clone();
@@ -300,17 +310,22 @@ async fn run_body<S: System>(
         }));
     }
     let nemesis_stop = Stop::default();
-    let nem = tokio::spawn(nemesis::run_nemesis(NemesisTask {
-        system: system.clone(),
-        nodes: handles.to_vec(),
-        kind: cfg.nemesis,
-        interval: cfg.nemesis_interval,
-        deadline,
-        recorder: recorder.clone(),
-        stop: nemesis_stop.clone(),
-        seed: cfg.seed,
-        lab: cfg.lab,
-    }));
+    let nem = tokio::spawn(generator::after_warmup(
+        cfg.warmup,
+        recorder.clone(),
+        nemesis_stop.clone(),
+        nemesis::run_nemesis(NemesisTask {
+            system: system.clone(),
+            nodes: handles.to_vec(),
+            kind: cfg.nemesis,
+            interval: cfg.nemesis_interval,
+            deadline,
+            recorder: recorder.clone(),
+            stop: nemesis_stop.clone(),
+            seed: cfg.seed,
+            lab: cfg.lab,
+        }),
+    ));
     // Forward a user's stop to the nemesis, and stop it once the clients are done.
     let forward = {
         let (user, nem_stop) = (stop.clone(), nemesis_stop.clone());
@@ -336,6 +351,7 @@ async fn run_body<S: System>(
     forward.abort();
     let faults = nem.await.context("nemesis task failed")??;
     anyhow::ensure!(client_errors.is_empty(), "{}", client_errors.join("; "));
+    generator::record_phase(&recorder, Phase::Heal)?;
     let mut heal = nemesis::heal_all(handles).await;
     heal.extend(nemesis::heal_processes(&system, handles).await);
     anyhow::ensure!(heal.is_empty(), "final heal failed: {}", heal.join("; "));
@@ -354,8 +370,10 @@ async fn run_body<S: System>(
             "splitbrain: healed; waiting {:?} for recovery, then final reads",
             cfg.recovery_time
         );
+        generator::record_phase(&recorder, Phase::Recovery)?;
         stop.sleep(cfg.recovery_time).await;
         observers_stop.stop();
+        generator::record_phase(&recorder, Phase::FinalReads)?;
         let mut reads = tokio::task::JoinSet::new();
         for (i, node) in specs.iter().enumerate() {
             let invocations = generator
