@@ -1,19 +1,22 @@
-//! Time to apply and to heal a partition (majorities-ring) on every node of a
-//! cluster: through kept-open russh sessions, all nodes in parallel (what the
-//! harness does), versus the same per-node scripts run one node after another over
-//! fresh `ssh -F CONFIG NODE` processes. Also a no-op (`true`) on the kept session,
-//! to show the fixed cost of one remote command on these nodes.
+//! Time to apply and to heal a partition (majorities-ring) on every node of the
+//! local lab: through kept-open russh sessions, all nodes in parallel, one
+//! `iptables-restore` transaction per node (what the harness does), versus the same
+//! per-node scripts run one node after another over fresh `ssh -F CONFIG NODE`
+//! processes. Also a no-op (`true`) on one kept session and on all of them in
+//! parallel, to show the fixed cost of one remote command on these nodes.
 //!
 //! ```text
-//! cargo run -p harness --example partition_latency -- \
-//!     --state-dir /var/lib/splitbrain/lab --count 20
+//! cargo run -p harness --example partition_latency -- --count 20
 //! ```
 //!
-//! Leaves every node healed.
+//! Holds the lab's exclusive-use lock (unless `SPLITBRAIN_LAB_LOCK_HELD=1` says the
+//! caller does), brings the lab up when it is not, leaves every node healed and
+//! takes the lab down again if it brought it up.
 
 use clap::Parser;
 use harness::control::{Remote, Session, SshOptions, StrictHostKeyChecking, Target};
 use harness::fault::exec;
+use harness::lab;
 use harness::nodes::read_nodes_file;
 use harness::systems::NodeHandle;
 use nemesis::{iptables, Topology};
@@ -81,6 +84,22 @@ async fn run(args: Args) -> Result<Vec<(String, Vec<Duration>)>, String> {
         noop.push(t.elapsed());
     }
     rows.push(("no-op `true`, one node, kept session".into(), noop));
+    let mut noop_all = Vec::new();
+    for _ in 0..args.count {
+        let t = Instant::now();
+        let e = exec::on_all(&nodes, |_| Ok("true".to_string())).await;
+        noop_all.push(t.elapsed());
+        if !e.is_empty() {
+            return Err(e.join("; "));
+        }
+    }
+    rows.push((
+        format!(
+            "no-op `true`, {} nodes, kept sessions in parallel",
+            nodes.len()
+        ),
+        noop_all,
+    ));
     let (mut apply, mut heal) = (Vec::new(), Vec::new());
     for _ in 0..args.count {
         let t = Instant::now();
@@ -123,7 +142,6 @@ async fn run(args: Args) -> Result<Vec<(String, Vec<Duration>)>, String> {
                 }
             })
     };
-    let heal_script = iptables::heal_script();
     for _ in 0..args.count {
         let t = Instant::now();
         for n in &names {
@@ -132,8 +150,8 @@ async fn run(args: Args) -> Result<Vec<(String, Vec<Duration>)>, String> {
         }
         apply.push(t.elapsed());
         let t = Instant::now();
-        for n in &names {
-            ssh(n, &heal_script)?;
+        for n in &nodes {
+            ssh(&n.spec.name, &exec::heal_node_script(n))?;
         }
         heal.push(t.elapsed());
     }
@@ -142,10 +160,7 @@ async fn run(args: Args) -> Result<Vec<(String, Vec<Duration>)>, String> {
         apply,
     ));
     rows.push((
-        format!(
-            "heal (rules only), {} nodes, fresh ssh one after another",
-            names.len()
-        ),
+        format!("heal, {} nodes, fresh ssh one after another", names.len()),
         heal,
     ));
     let e = exec::heal_network_and_clocks(&nodes).await;
@@ -160,9 +175,56 @@ async fn run(args: Args) -> Result<Vec<(String, Vec<Duration>)>, String> {
     Ok(rows)
 }
 
+/// Holds the lab for the measurement: the lock, and the lab up.
+struct LabUse {
+    _lock: Option<lab::LabLock>,
+    cfg: lab::LabConfig,
+    brought_up: bool,
+}
+
+impl LabUse {
+    fn take(state_dir: &std::path::Path) -> Result<LabUse, String> {
+        let lock = if std::env::var(lab::LOCK_HELD_ENV).is_ok_and(|v| v == "1") {
+            None
+        } else {
+            Some(lab::exclusive_use(Duration::from_secs(900)).map_err(|e| e.to_string())?)
+        };
+        let cfg = lab::LabConfig {
+            state_dir: state_dir.to_path_buf(),
+            ..lab::LabConfig::default()
+        };
+        let was_up = lab::status(&cfg)
+            .map(|s| s.state == lab::LabState::Up)
+            .unwrap_or(false);
+        lab::up(&cfg).map_err(|e| e.to_string())?;
+        Ok(LabUse {
+            _lock: lock,
+            cfg,
+            brought_up: !was_up,
+        })
+    }
+}
+
+impl Drop for LabUse {
+    fn drop(&mut self) {
+        if self.brought_up {
+            if let Err(e) = lab::down(&self.cfg) {
+                eprintln!("partition_latency: lab down: {e}");
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let count = args.count;
+    let _lab = match LabUse::take(&args.state_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("partition_latency: {e}");
+            return ExitCode::from(3);
+        }
+    };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

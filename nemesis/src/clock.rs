@@ -209,7 +209,11 @@ pub fn stop_strobe_script(pid_file: &str) -> String {
 
 /// Lab: resets the offset (idempotent); also stops a strobe.
 pub fn lab_reset_script(file: &str, strobe_pid: &str) -> String {
-    format!("{}; rm -f {}", stop_strobe_script(strobe_pid), quote(file))
+    let f = quote(file);
+    format!(
+        "{}; if [ -e {f} ]; then rm -f {f}; fi",
+        stop_strobe_script(strobe_pid)
+    )
 }
 
 /// Prints the node's wall clock as `SECONDS.NANOS`; in the lab, as the system's

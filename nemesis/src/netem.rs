@@ -219,11 +219,20 @@ pub fn apply_script(
     Ok(format!("set -e\n{}\n", cmds.join("\n")))
 }
 
+/// Removes our qdisc from every interface (idempotent): one `tc qdisc show` for all
+/// interfaces, a delete only where our root qdisc is. Sets `rc=3` when a delete
+/// fails; never exits and starts no subshell (composes into a node's heal script).
+pub fn heal_qdisc_script() -> String {
+    format!(
+        "q=$(tc qdisc show 2>/dev/null) || q=''\nwhile read -r _ kind handle _ dev where _; do if [ \"$kind $handle $where\" = \"prio {HANDLE} root\" ]; then tc qdisc del dev \"$dev\" root || rc=3; fi; done <<SPLITBRAIN_EOF\n$q\nSPLITBRAIN_EOF"
+    )
+}
+
 /// Removes our qdisc from every interface and our loss chain (idempotent).
 pub fn heal_script() -> String {
     format!(
-        "for d in $(ls /sys/class/net); do if tc qdisc show dev \"$d\" 2>/dev/null | grep -q '^qdisc prio {HANDLE} root'; then tc qdisc del dev \"$d\" root; fi; done; \
-         while {} 2>/dev/null; do :; done; {} 2>/dev/null || true; {} 2>/dev/null || true",
+        "{}\nwhile {} 2>/dev/null; do :; done; {} 2>/dev/null || true; {} 2>/dev/null || true",
+        heal_qdisc_script(),
         ipt(&["-D", "OUTPUT", "-j", CHAIN_LOSS]),
         ipt(&["-F", CHAIN_LOSS]),
         ipt(&["-X", CHAIN_LOSS])
@@ -296,6 +305,6 @@ mod tests {
                 why: "Error: Specified qdisc kind is unknown.".into()
             }
         );
-        assert!(heal_script().contains("grep -q '^qdisc prio 5b00: root'"));
+        assert!(heal_script().contains("= \"prio 5b00: root\" ]"));
     }
 }

@@ -84,13 +84,23 @@ pub fn names(nodes: &[NodeHandle]) -> Vec<String> {
     nodes.iter().map(|n| n.spec.name.clone()).collect()
 }
 
-/// Applies `grudge` on every node (replacing any earlier partition).
+/// Applies `grudge` on every node (replacing any earlier partition): one restore
+/// transaction per node, all nodes at once, each node's rules read back and checked.
 pub async fn partition(nodes: &[NodeHandle], grudge: &Grudge) -> Vec<String> {
     let addrs = addresses(nodes);
-    on_all(nodes, |n| {
+    let mut errors: Vec<String> = on_each(nodes, |n| {
         iptables::apply_script(&n.spec.name, grudge, &addrs)
     })
     .await
+    .into_iter()
+    .filter_map(|(n, r)| {
+        r.and_then(|o| iptables::verify_applied(&n, grudge, &addrs, &o.stdout_str()))
+            .err()
+            .map(|e| prefixed(&n, &e))
+    })
+    .collect();
+    errors.sort();
+    errors
 }
 
 /// Seconds since the epoch on the controller.
@@ -101,25 +111,39 @@ pub fn now_epoch() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// One node's heal of every network and clock fault of ours: partition rules,
-/// packet faults, clock offset and strobe (lab), and on a real node whose clock we
-/// set: the controller's time and time sync restarted. Idempotent, needs no memory
-/// of what was done, so it works after the controller crashed.
+/// One node's heal of every network and clock fault of ours: iptables rules
+/// (partition chains and the loss chain, one restore transaction, read back), packet
+/// qdiscs, clock offset and strobe (lab), and on a real node whose clock we set: the
+/// controller's time and time sync restarted. Each part runs even when an earlier
+/// one failed; the script fails if any did. No subshells: on a loaded node every
+/// fork shows in the heal time. Idempotent, needs no memory of what was
+/// done, so it works after the controller crashed.
 pub fn heal_node_script(n: &NodeHandle) -> String {
     let w = &n.spec.workdir;
     format!(
-        "{}\n{}\n{}\nif [ -f {st} ]; then {}; fi\n",
+        "rc=0\n{}\n{}\n{} || rc=3\nif [ -f {st} ]; then {} || rc=3; fi\nexit $rc\n",
         iptables::heal_script(),
-        netem::heal_script(),
+        netem::heal_qdisc_script(),
         clock::lab_reset_script(&clock::lab_offset_file(w), &clock::strobe_pid_file(w)),
         clock::real_reset_script(now_epoch()),
         st = clock::SYNC_STATE
     )
 }
 
-/// Heals every network and clock fault on every node; returns the failures.
+/// Heals every network and clock fault on every node, checking each node's rules
+/// read back afterwards; returns the failures.
 pub async fn heal_network_and_clocks(nodes: &[NodeHandle]) -> Vec<String> {
-    on_all(nodes, |n| Ok(heal_node_script(n))).await
+    let mut errors: Vec<String> = on_each(nodes, |n| Ok(heal_node_script(n)))
+        .await
+        .into_iter()
+        .filter_map(|(n, r)| {
+            r.and_then(|o| iptables::verify_healed(&o.stdout_str()))
+                .err()
+                .map(|e| prefixed(&n, &e))
+        })
+        .collect();
+    errors.sort();
+    errors
 }
 
 /// Which packet-fault method each node supports.
