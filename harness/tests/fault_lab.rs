@@ -2,7 +2,9 @@
 //! reachability between every ordered pair of nodes matches the printed grudge
 //! exactly (probed from inside each node's network namespace), `fault status` reads
 //! the same cuts back from the nodes' rules, the controller always reaches every
-//! node, and after `fault heal` everything is reachable again. Also: the user's own
+//! node, and after `fault heal` everything is reachable again. `primaries` runs
+//! against a zoo (async-failover) started on the nodes and must isolate exactly
+//! the node the zoo reports as master. Also: the user's own
 //! iptables rules survive partition + heal, and packet loss falls back to iptables
 //! `statistic` where the kernel lacks netem. Needs root (skips otherwise, fails
 //! under `CI=true`); holds the lab's exclusive-use lock and takes the lab down at the
@@ -10,8 +12,11 @@
 
 mod lab_support;
 
+use harness::control::{Session, SshOptions, StrictHostKeyChecking, Target};
 use harness::lab;
-use lab_support::{fault, heal_and_down, status};
+use harness::systems::zoo::Zoo;
+use harness::systems::{current_masters, NodeHandle, System};
+use lab_support::{fault, heal_and_down, status, zoo_binary};
 use nemesis::Grudge;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -155,6 +160,50 @@ fn assert_matches(g: &Grudge, what: &str) {
     }
 }
 
+/// Starts a zoo (async-failover) on every node, as a test run would, and waits
+/// until it agrees on one master.
+fn start_zoo(info: &lab::LabInfo) -> Zoo {
+    let zoo = Zoo::with_binary("async-failover", zoo_binary()).expect("zoo");
+    let opts = SshOptions {
+        private_key: Some(info.private_key.clone()),
+        known_hosts: info.known_hosts.clone(),
+        strict_host_key_checking: StrictHostKeyChecking::Yes,
+        use_agent: false,
+        ..SshOptions::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut handles = Vec::new();
+        for spec in &info.nodes {
+            let s = Session::connect(spec, &opts)
+                .await
+                .expect("ssh to a lab node");
+            handles.push(NodeHandle {
+                spec: spec.clone(),
+                remote: Arc::new(Target::Ssh(Arc::new(s))),
+            });
+        }
+        for h in &handles {
+            zoo.setup_node(h, &info.nodes).await.expect("zoo setup");
+        }
+        zoo.await_ready(&info.nodes, Duration::from_secs(30))
+            .await
+            .expect("zoo ready");
+        for h in &handles {
+            if let Target::Ssh(s) = h.remote.as_ref() {
+                s.close().await;
+            }
+        }
+    });
+    zoo
+}
+
+/// The masters the zoo reports now.
+fn masters(zoo: &Zoo, info: &lab::LabInfo) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    current_masters(&rt.block_on(zoo.roles(&info.nodes, Duration::from_secs(2))))
+}
+
 fn user_rules() -> Vec<String> {
     (1..=NODES)
         .map(|i| {
@@ -176,9 +225,10 @@ fn every_topology_cuts_exactly_its_grudge_and_heal_restores_all() {
         return;
     }
     let _lock = lab::exclusive_use(Duration::from_secs(900)).expect("lab lock");
-    lab::up(&lab::LabConfig::default()).expect("lab up");
+    let info = lab::up(&lab::LabConfig::default()).expect("lab up");
     let stop = Arc::new(AtomicBool::new(false));
     let _cleanup = Cleanup(stop.clone());
+    let zoo = start_zoo(&info);
     let (code, _, err) = fault(&["heal"]);
     assert_eq!(code, 0, "{err}");
     start_listeners(stop);
@@ -217,6 +267,7 @@ fn every_topology_cuts_exactly_its_grudge_and_heal_restores_all() {
     let toml = dir.path().join("g.toml");
     std::fs::write(&toml, "n2 = [\"n5\"]\n").unwrap();
     let cases: Vec<Vec<&str>> = vec![
+        vec!["primaries"],
         vec!["isolate", "n2"],
         vec!["isolate"],
         vec!["split", "n1,n5"],
@@ -230,6 +281,11 @@ fn every_topology_cuts_exactly_its_grudge_and_heal_restores_all() {
         vec!["--grudge", toml.to_str().unwrap()],
     ];
     for case in cases {
+        let before_masters = if case == ["primaries"] {
+            masters(&zoo, &info)
+        } else {
+            Vec::new()
+        };
         let mut args = vec!["partition"];
         args.extend(&case);
         args.extend(["--seed", "11"]);
@@ -242,6 +298,17 @@ fn every_topology_cuts_exactly_its_grudge_and_heal_restores_all() {
         let g: Grudge = serde_json::from_str(line).unwrap();
         assert!(!g.is_empty(), "{case:?}");
         assert_matches(&g, &format!("{case:?}"));
+        if case == ["primaries"] {
+            // Exactly the master the zoo reported is cut from every other node.
+            assert_eq!(before_masters.len(), 1, "one master: {before_masters:?}");
+            let m = &before_masters[0];
+            for a in (1..=NODES).map(name) {
+                for b in (1..=NODES).map(name).filter(|b| *b != a) {
+                    let want = a == *m || b == *m;
+                    assert_eq!(g.cuts(&a, &b), want, "primaries {m}: {a} - {b} in {g:?}");
+                }
+            }
+        }
         if case == ["majorities-ring"] {
             // every node reaches a majority (itself included), all different
             let r = reachability();
