@@ -120,8 +120,7 @@ fn trimmed_matrix_expected_equals_observed() {
     // The node log is kept across runs: the last start is the restart, on its data.
     let last_start = log
         .lines()
-        .filter(|l| l.contains(&format!(" {killed} start ")))
-        .last()
+        .rfind(|l| l.contains(&format!(" {killed} start ")))
         .unwrap_or_else(|| panic!("no start in {killed}'s log:\n{log}"));
     assert!(
         last_start.contains("fresh=false") && !last_start.contains("records=0 "),
