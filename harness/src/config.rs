@@ -137,6 +137,58 @@ impl FaultSet {
     }
 }
 
+/// One fault aimed at the current master (a seeded node when no node is master),
+/// held for the nemesis interval, healed, repeated: the targeted scenarios of the
+/// known-answer matrix (zoo/README.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetedFault {
+    /// Cut the master off from every other node.
+    IsolateMaster,
+    /// Every node keeps a majority in view, but no two the same one: with 4+ nodes
+    /// Jepsen's majorities ring; with 3, the master loses one replica only.
+    MajoritiesRing,
+    /// Set the master's clock [`TargetedFault::CLOCK_SKEW_S`] behind.
+    ClockSkew,
+    /// SIGKILL the master, restart it on its data.
+    KillMaster,
+    /// SIGSTOP the master, SIGCONT it.
+    PauseMaster,
+}
+
+impl TargetedFault {
+    /// How far a targeted clock skew sets the clock back, in seconds.
+    pub const CLOCK_SKEW_S: f64 = -30.0;
+
+    pub const ALL: [TargetedFault; 5] = [
+        TargetedFault::IsolateMaster,
+        TargetedFault::MajoritiesRing,
+        TargetedFault::ClockSkew,
+        TargetedFault::KillMaster,
+        TargetedFault::PauseMaster,
+    ];
+
+    /// The name `--nemesis` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetedFault::IsolateMaster => "isolate-master",
+            TargetedFault::MajoritiesRing => "majorities-ring",
+            TargetedFault::ClockSkew => "clock-skew-master",
+            TargetedFault::KillMaster => "kill-master",
+            TargetedFault::PauseMaster => "pause-master",
+        }
+    }
+
+    /// The kind of fault it injects.
+    pub fn kind(self) -> FaultKind {
+        match self {
+            TargetedFault::IsolateMaster | TargetedFault::MajoritiesRing => FaultKind::Partition,
+            TargetedFault::ClockSkew => FaultKind::Clock,
+            TargetedFault::KillMaster => FaultKind::Kill,
+            TargetedFault::PauseMaster => FaultKind::Pause,
+        }
+    }
+}
+
 /// The nemesis of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NemesisKind {
@@ -146,12 +198,34 @@ pub enum NemesisKind {
     PartitionMaster,
     /// A seeded schedule drawing one fault at a time from the set.
     Schedule(FaultSet),
+    /// One targeted fault, healed, repeated.
+    Targeted(TargetedFault),
 }
 
 impl NemesisKind {
     pub const ALL: &'static [(&'static str, NemesisKind)] = &[
         ("none", NemesisKind::None),
         ("partition", NemesisKind::PartitionMaster),
+        (
+            "isolate-master",
+            NemesisKind::Targeted(TargetedFault::IsolateMaster),
+        ),
+        (
+            "majorities-ring",
+            NemesisKind::Targeted(TargetedFault::MajoritiesRing),
+        ),
+        (
+            "clock-skew-master",
+            NemesisKind::Targeted(TargetedFault::ClockSkew),
+        ),
+        (
+            "kill-master",
+            NemesisKind::Targeted(TargetedFault::KillMaster),
+        ),
+        (
+            "pause-master",
+            NemesisKind::Targeted(TargetedFault::PauseMaster),
+        ),
     ];
 
     /// The name as given on the command line (`partition`, `clock,kill`).
@@ -159,6 +233,7 @@ impl NemesisKind {
         match self {
             NemesisKind::None => "none".into(),
             NemesisKind::PartitionMaster => "partition".into(),
+            NemesisKind::Targeted(t) => t.name().into(),
             NemesisKind::Schedule(set) => set
                 .kinds()
                 .iter()
@@ -174,6 +249,7 @@ impl NemesisKind {
             NemesisKind::None => false,
             NemesisKind::PartitionMaster => k == FaultKind::Partition,
             NemesisKind::Schedule(set) => set.contains(k),
+            NemesisKind::Targeted(t) => t.kind() == k,
         }
     }
 }
@@ -183,7 +259,7 @@ impl Serialize for NemesisKind {
         match self {
             NemesisKind::None => s.serialize_str("none"),
             NemesisKind::PartitionMaster => s.serialize_str("partition-master"),
-            NemesisKind::Schedule(_) => s.serialize_str(&self.name()),
+            NemesisKind::Schedule(_) | NemesisKind::Targeted(_) => s.serialize_str(&self.name()),
         }
     }
 }
@@ -196,7 +272,12 @@ pub fn parse_nemesis(text: &str) -> Result<NemesisKind, String> {
     }
     let known = || {
         let names: Vec<&str> = FaultKind::ALL.iter().map(|(n, _)| *n).collect();
-        format!("none, or a comma-separated list of {}", names.join(", "))
+        let targeted: Vec<&str> = TargetedFault::ALL.iter().map(|t| t.name()).collect();
+        format!(
+            "none, {} (one fault at the master, repeated), or a comma-separated list of {}",
+            targeted.join(", "),
+            names.join(", ")
+        )
     };
     let mut set = FaultSet::default();
     for word in text.split(',').map(str::trim) {
@@ -289,8 +370,18 @@ mod tests {
         );
         assert_eq!(
             parse_nemesis("kill,smash").unwrap_err(),
-            "unknown nemesis \"smash\" in \"kill,smash\" (known: none, or a comma-separated list of partition, clock, kill, pause, packet)"
+            "unknown nemesis \"smash\" in \"kill,smash\" (known: none, isolate-master, majorities-ring, clock-skew-master, kill-master, pause-master (one fault at the master, repeated), or a comma-separated list of partition, clock, kill, pause, packet)"
         );
+        for t in TargetedFault::ALL {
+            let k = parse_nemesis(t.name()).unwrap();
+            assert_eq!(k, NemesisKind::Targeted(t));
+            assert_eq!(k.name(), t.name());
+            assert!(k.includes(t.kind()));
+            assert_eq!(serde_json::to_value(k).unwrap(), t.name());
+        }
+        assert!(parse_nemesis("clock-skew-master")
+            .unwrap()
+            .includes(FaultKind::Clock));
         assert!(parse_nemesis("").is_err());
     }
 }

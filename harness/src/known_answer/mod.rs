@@ -141,6 +141,8 @@ fn config(
         workload,
         nemesis: NemesisKind::Targeted(fault),
         time_limit: o.time_limit,
+        warmup: Duration::ZERO,
+        op_mix: workload.default_mix(),
         nemesis_interval: o.nemesis_interval,
         recovery_time: o.recovery_time,
         op_timeout: o.op_timeout,
