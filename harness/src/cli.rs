@@ -48,6 +48,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Browse the results store over HTTP.
     Serve(crate::serve::ServeArgs),
+    /// The zoo's known-answer matrix on the lab: every mode × targeted fault, seeded
+    /// runs, expected (zoo/README.md) against observed; exit 0 when every cell passed.
+    KnownAnswer(Box<crate::known_answer::command::KnownAnswerArgs>),
     /// Preflight of the controller and the nodes (default: the lab): SSH, host keys,
     /// root, iptables, tc/netem, clock rights, time sync, disk, clock offset; each
     /// failure with its fix. Exit 0 when nothing failed, 3 otherwise.
@@ -212,6 +215,7 @@ pub fn main() -> u8 {
         Command::TestAll(args) => report(crate::test_all::run(*args)),
         Command::Report(args) => report(report_command(&args)),
         Command::Serve(args) => report(crate::serve::run(args)),
+        Command::KnownAnswer(args) => report(crate::known_answer::command::run(*args)),
         Command::Doctor(args) => report(crate::doctor::run(*args)),
     }
 }
