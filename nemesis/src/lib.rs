@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod grudge;
 pub mod iptables;
+pub mod marker;
 pub mod netem;
 pub mod process;
 pub mod shell;

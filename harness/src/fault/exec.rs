@@ -6,6 +6,7 @@
 use crate::control::{ExecOutput, Remote};
 use crate::systems::NodeHandle;
 use nemesis::clock::{self, ClockTarget, Offset};
+use nemesis::marker::{self, MarkedFault, Marker};
 use nemesis::netem::{self, PacketFault, PacketMethod};
 use nemesis::{iptables, Grudge};
 use std::collections::BTreeMap;
@@ -84,12 +85,66 @@ pub fn names(nodes: &[NodeHandle]) -> Vec<String> {
     nodes.iter().map(|n| n.spec.name.clone()).collect()
 }
 
+/// A marker for `fault` applied now by this process.
+pub fn marker_now(fault: MarkedFault) -> Marker {
+    Marker {
+        fault,
+        since_unix_s: now_epoch(),
+        controller_pid: std::process::id(),
+        controller_host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "?".into()),
+    }
+}
+
+/// `script` preceded by writing the marker of `fault` on node `n` (the marker goes
+/// first: a crash in between leaves a marker without its fault, never the reverse).
+fn marked(n: &NodeHandle, fault: &MarkedFault, script: &str) -> String {
+    format!(
+        "{} || {{ echo {} >&2; exit 3; }}\n{script}",
+        marker::write_script(&n.spec.workdir, &marker_now(fault.clone())),
+        crate::control::sh_quote(&format!(
+            "cannot write the fault marker under {}",
+            marker::dir(&n.spec.workdir)
+        ))
+    )
+}
+
+/// Writes the marker of `fault` on each of `targets`; returns the failures.
+pub async fn mark(nodes: &[NodeHandle], targets: &[String], fault: &MarkedFault) -> Vec<String> {
+    on_all(&pick(nodes, targets), |n| Ok(marked(n, fault, ":"))).await
+}
+
+/// Removes the markers of `kinds` on each of `targets`; returns the failures.
+pub async fn unmark(nodes: &[NodeHandle], targets: &[String], kinds: &[&str]) -> Vec<String> {
+    on_all(&pick(nodes, targets), |n| {
+        Ok(marker::remove_script(&n.spec.workdir, kinds))
+    })
+    .await
+}
+
+/// The markers on every node: per node, the markers and the unreadable ones, or
+/// why they could not be read.
+pub async fn read_markers(
+    nodes: &[NodeHandle],
+) -> Vec<(String, Result<(Vec<Marker>, Vec<String>), String>)> {
+    on_each(nodes, |n| Ok(marker::read_script(&n.spec.workdir)))
+        .await
+        .into_iter()
+        .map(|(n, r)| (n, r.map(|o| marker::parse(&o.stdout_str()))))
+        .collect()
+}
+
 /// Applies `grudge` on every node (replacing any earlier partition): one restore
 /// transaction per node, all nodes at once, each node's rules read back and checked.
+/// Each node's partition marker is written in the same exec.
 pub async fn partition(nodes: &[NodeHandle], grudge: &Grudge) -> Vec<String> {
     let addrs = addresses(nodes);
+    let fault = MarkedFault::Partition {
+        grudge: grudge.clone(),
+    };
     let mut errors: Vec<String> = on_each(nodes, |n| {
-        iptables::apply_script(&n.spec.name, grudge, &addrs)
+        iptables::apply_script(&n.spec.name, grudge, &addrs).map(|s| marked(n, &fault, &s))
     })
     .await
     .into_iter()
@@ -117,18 +172,24 @@ pub fn now_epoch() -> f64 {
 /// controller's time and time sync restarted. Each part runs even when an earlier
 /// one failed; the script fails if any did. No subshells: on a loaded node every
 /// fork shows in the heal time. Idempotent, needs no memory of what was
-/// done, so it works after the controller crashed.
+/// done, so it works after the controller crashed. When everything healed, the
+/// partition, packet and clock markers go too (process markers are the process
+/// heal's).
 pub fn heal_node_script(n: &NodeHandle) -> String {
     let w = &n.spec.workdir;
     format!(
-        "rc=0\n{}\n{}\n{} || rc=3\nif [ -f {st} ]; then {} || rc=3; fi\nexit $rc\n",
+        "rc=0\n{}\n{}\n{} || rc=3\nif [ -f {st} ]; then {} || rc=3; fi\nif [ $rc = 0 ]; then {}; fi\nexit $rc\n",
         iptables::heal_script(),
         netem::heal_qdisc_script(),
         clock::lab_reset_script(&clock::lab_offset_file(w), &clock::strobe_pid_file(w)),
         clock::real_reset_script(now_epoch()),
+        marker::remove_script(w, &NETWORK_AND_CLOCK),
         st = clock::SYNC_STATE
     )
 }
+
+/// The marker kinds [`heal_node_script`] undoes.
+pub const NETWORK_AND_CLOCK: [&str; 3] = ["partition", "packet", "clock"];
 
 /// Heals every network and clock fault on every node, checking each node's rules
 /// read back afterwards; returns the failures.
@@ -178,6 +239,15 @@ pub async fn packet(
     }
     let method_of: BTreeMap<String, PacketMethod> = methods.iter().cloned().collect();
     let errors = on_all(&chosen, |n| {
+        let method = match method_of.get(&n.spec.name) {
+            Some(PacketMethod::Netem) => "tc netem".to_string(),
+            Some(PacketMethod::IptablesLoss { .. }) => "iptables statistic".to_string(),
+            None => "?".to_string(),
+        };
+        let mark = MarkedFault::Packet {
+            fault: fault.to_string(),
+            method,
+        };
         let peers: Vec<String> = nodes
             .iter()
             .filter(|p| p.spec.name != n.spec.name)
@@ -186,7 +256,7 @@ pub async fn packet(
         let m = method_of
             .get(&n.spec.name)
             .ok_or_else(|| "no packet method detected".to_string())?;
-        netem::apply_script(m, fault, &peers)
+        netem::apply_script(m, fault, &peers).map(|s| marked(n, &mark, &s))
     })
     .await;
     if errors.is_empty() {
@@ -223,11 +293,13 @@ pub async fn clock_bump(
     offset: Offset,
     lab: bool,
 ) -> Vec<String> {
+    let mark = MarkedFault::Clock { offset_s: offset.0 };
     on_all(&pick(nodes, targets), |n| {
-        Ok(match clock_target(n, lab) {
+        let script = match clock_target(n, lab) {
             ClockTarget::Lab { offset_file } => clock::lab_bump_script(&offset_file, offset),
             ClockTarget::Real => clock::real_bump_script(offset),
-        })
+        };
+        Ok(marked(n, &mark, &script))
     })
     .await
 }
@@ -241,9 +313,15 @@ pub async fn clock_strobe(
     duration: Duration,
     lab: bool,
 ) -> Vec<String> {
+    let mark = MarkedFault::ClockStrobe {
+        a_s: a.0,
+        b_s: b.0,
+        period_ms: period.as_millis() as u64,
+        until_unix_s: now_epoch() + duration.as_secs().max(1) as f64,
+    };
     on_all(&pick(nodes, targets), |n| {
         let pid = clock::strobe_pid_file(&n.spec.workdir);
-        Ok(format!(
+        let script = format!(
             "{}; {}",
             clock::stop_strobe_script(&pid),
             clock::strobe_script(
@@ -254,7 +332,8 @@ pub async fn clock_strobe(
                 duration.as_secs().max(1),
                 &pid,
             )
-        ))
+        );
+        Ok(marked(n, &mark, &script))
     })
     .await
 }
@@ -264,14 +343,18 @@ pub async fn clock_reset(nodes: &[NodeHandle], targets: &[String], lab: bool) ->
     on_all(&pick(nodes, targets), |n| {
         let w = &n.spec.workdir;
         let pid = clock::strobe_pid_file(w);
-        Ok(match clock_target(n, lab) {
+        let reset = match clock_target(n, lab) {
             ClockTarget::Lab { offset_file } => clock::lab_reset_script(&offset_file, &pid),
             ClockTarget::Real => format!(
                 "{}; {}",
                 clock::stop_strobe_script(&pid),
                 clock::real_reset_script(now_epoch())
             ),
-        })
+        };
+        Ok(format!(
+            "{reset} && {}",
+            marker::remove_script(w, &["clock"])
+        ))
     })
     .await
 }

@@ -1,11 +1,13 @@
 //! `splitbrain fault`: manual fault experiments against a running cluster, outside
 //! any test — partition (every topology, or a grudge file), packet faults, clock
 //! bump/strobe/reset, kill/pause/resume/restart of the system's processes, `heal`
-//! (everything, idempotent, needs no memory of earlier commands) and `status` (the
-//! real state read back from every node). Nodes: the lab unless `--nodes` or
-//! `--nodes-file` is given. [`exec`] holds the execution shared with the runner.
+//! (everything, idempotent, needs no memory of earlier commands: what is not read
+//! back from the nodes is in each node's fault markers) and `status` (the real state
+//! read back from every node). Nodes: the lab unless `--nodes` or `--nodes-file` is
+//! given. [`exec`] holds the execution shared with the runner.
 
 pub mod exec;
+pub mod heal;
 pub mod status;
 
 use crate::config;
@@ -17,6 +19,7 @@ use crate::systems::{current_masters, NodeHandle, System};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use nemesis::clock::Offset;
+use nemesis::marker::MarkedFault;
 use nemesis::netem::PacketFault;
 use nemesis::{Grudge, Targets, Topology};
 use rand::SeedableRng;
@@ -403,17 +406,15 @@ async fn run_async(args: FaultArgs) -> anyhow::Result<()> {
             process(&ctx, &targets, Proc::Restart, &mut rng).await?
         }
         FaultAction::Heal => {
-            let mut errors = exec::heal_network_and_clocks(&ctx.nodes).await;
-            for n in &ctx.nodes {
-                if let Err(e) = ctx.system.resume_node(n).await {
-                    errors.push(format!("{e:#}"));
-                }
-            }
-            fail_on("heal", errors)?;
+            let report = heal::heal(&ctx).await;
+            fail_on("heal", report.errors)?;
             println!(
-                "healed {} nodes: partition rules, packet faults, clocks, paused processes",
+                "healed {} nodes: partition rules, packet faults, clocks, paused processes, killed processes marked",
                 ctx.nodes.len()
             );
+            for u in report.undone {
+                println!("undone: {u}");
+            }
         }
         FaultAction::Status { json } => {
             let rows = status::read(&ctx.system, &ctx.nodes, ctx.lab).await;
@@ -448,6 +449,16 @@ async fn process(
 ) -> anyhow::Result<()> {
     let t = ctx.targets(targets, rng).await?;
     let all = ctx.specs();
+    let system = ctx.system.describe();
+    // The marker goes first, so `fault heal` from any controller knows to undo it.
+    let mark = match what {
+        Proc::Kill => Some(MarkedFault::Kill { system }),
+        Proc::Pause => Some(MarkedFault::Pause { system }),
+        Proc::Resume | Proc::Restart => None,
+    };
+    if let Some(m) = &mark {
+        fail_on("marking the fault", exec::mark(&ctx.nodes, &t, m).await)?;
+    }
     let mut errors = Vec::new();
     for n in exec::pick(&ctx.nodes, &t) {
         let r = match what {
@@ -456,8 +467,21 @@ async fn process(
             Proc::Resume => ctx.system.resume_node(&n).await,
             Proc::Restart => ctx.system.restart_node(&n, &all).await,
         };
-        if let Err(e) = r {
-            errors.push(format!("{e:#}"));
+        match r {
+            Err(e) => errors.push(format!("{e:#}")),
+            // Undone: its marker goes (a restart also ends a pause: it starts afresh).
+            Ok(()) => {
+                let kinds: &[&str] = match what {
+                    Proc::Resume => &["pause"],
+                    Proc::Restart => &["kill", "pause"],
+                    Proc::Kill | Proc::Pause => &[],
+                };
+                if !kinds.is_empty() {
+                    errors.extend(
+                        exec::unmark(&ctx.nodes, std::slice::from_ref(&n.spec.name), kinds).await,
+                    );
+                }
+            }
         }
     }
     let verb = match what {

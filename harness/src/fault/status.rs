@@ -1,11 +1,13 @@
 //! `splitbrain fault status`: reads the real state back from every node — partition
 //! rules (as the peers they cut), packet-fault qdiscs and rules, the system's process
-//! (running, paused, dead; under libfaketime or not) and the clock offset — and
-//! renders it as a table or JSON.
+//! (running, paused, dead; under libfaketime or not), the clock offset and the
+//! fault markers (what a controller recorded applying there, by whom, since when) —
+//! and renders it as a table or JSON.
 
 use super::exec::{self, ClockReading};
 use crate::systems::{NodeHandle, System};
 use nemesis::iptables::{self, PartitionRules};
+use nemesis::marker::{self, Marker};
 use nemesis::netem;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -25,6 +27,8 @@ pub struct NodeFaults {
     /// Under libfaketime: the offset file the process reads.
     pub faketime_file: Option<String>,
     pub clock: Option<ClockReading>,
+    /// The fault markers on the node.
+    pub markers: Vec<Marker>,
     /// What could not be read.
     pub errors: Vec<String>,
 }
@@ -48,7 +52,13 @@ pub async fn read<S: System>(system: &S, nodes: &[NodeHandle], lab: bool) -> Vec
         iptables::status_script(),
         netem::status_script()
     );
-    let rules = exec::on_each(nodes, |_| Ok(script.clone())).await;
+    let rules = exec::on_each(nodes, |n| {
+        Ok(format!(
+            "{script}\necho '--- markers'\n{}",
+            marker::read_script(&n.spec.workdir)
+        ))
+    })
+    .await;
     let (clocks, clock_errors) = exec::clock_offsets(nodes, lab).await;
     let mut out = Vec::new();
     for (n, (name, r)) in nodes.iter().zip(rules) {
@@ -60,6 +70,7 @@ pub async fn read<S: System>(system: &S, nodes: &[NodeHandle], lab: bool) -> Vec
             process: "?".into(),
             faketime_file: None,
             clock: clocks.iter().find(|c| c.node == name).cloned(),
+            markers: Vec::new(),
             errors: clock_errors
                 .iter()
                 .filter(|e| e.starts_with(&format!("{name}:")) || e.contains(&format!("{name} (")))
@@ -69,7 +80,11 @@ pub async fn read<S: System>(system: &S, nodes: &[NodeHandle], lab: bool) -> Vec
         match r {
             Ok(o) => {
                 let text = o.stdout_str();
-                let (ipt, pkt) = text.split_once("--- packet").unwrap_or((&text, ""));
+                let (text, marks) = text.split_once("--- markers").unwrap_or((&text, ""));
+                let (markers, bad) = marker::parse(marks);
+                f.markers = markers;
+                f.errors.extend(bad);
+                let (ipt, pkt) = text.split_once("--- packet").unwrap_or((text, ""));
                 f.rules = PartitionRules::parse(ipt);
                 f.cut_from = f
                     .rules
@@ -102,8 +117,8 @@ pub async fn read<S: System>(system: &S, nodes: &[NodeHandle], lab: bool) -> Vec
 
 /// The state as a fixed-width table, one row per node, then any read errors.
 pub fn render(rows: &[NodeFaults]) -> String {
-    let header = ["NODE", "CUT FROM", "PACKETS", "PROCESS", "CLOCK"];
-    let cells: Vec<[String; 5]> = rows
+    let header = ["NODE", "CUT FROM", "PACKETS", "PROCESS", "CLOCK", "MARKED"];
+    let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
             let cut = if r.cut_from.is_empty() {
@@ -128,7 +143,13 @@ pub fn render(rows: &[NodeFaults]) -> String {
                 Some(_) => format!("{} faketime", r.process),
                 None => r.process.clone(),
             };
-            [r.node.clone(), cut, packet, process, clock]
+            let marked = if r.markers.is_empty() {
+                "-".to_string()
+            } else {
+                let kinds: Vec<&str> = r.markers.iter().map(|m| m.fault.file_kind()).collect();
+                kinds.join(",")
+            };
+            [r.node.clone(), cut, packet, process, clock, marked]
         })
         .collect();
     let mut width = header.map(str::len);
@@ -138,7 +159,7 @@ pub fn render(rows: &[NodeFaults]) -> String {
         }
     }
     let mut s = String::new();
-    let line = |s: &mut String, v: [&str; 5]| {
+    let line = |s: &mut String, v: [&str; 6]| {
         let parts: Vec<String> = v
             .iter()
             .enumerate()
@@ -148,11 +169,22 @@ pub fn render(rows: &[NodeFaults]) -> String {
     };
     line(&mut s, header);
     for c in &cells {
-        line(&mut s, [&c[0], &c[1], &c[2], &c[3], &c[4]]);
+        line(&mut s, [&c[0], &c[1], &c[2], &c[3], &c[4], &c[5]]);
     }
     for r in rows {
         for p in &r.packet {
             let _ = writeln!(s, "{}: packet: {p}", r.node);
+        }
+        for m in &r.markers {
+            let _ = writeln!(
+                s,
+                "{}: marker: {} since {:.3} by pid {} on {}",
+                r.node,
+                serde_json::to_string(&m.fault).unwrap_or_default(),
+                m.since_unix_s,
+                m.controller_pid,
+                m.controller_host
+            );
         }
         for e in &r.errors {
             let _ = writeln!(s, "{}: could not read: {e}", r.node);
