@@ -271,6 +271,14 @@ pub fn render(rows: &[Row]) -> String {
 /// Runs the matrix; the exit code is the merged verdict of every cell.
 pub fn run(args: TestAllArgs) -> anyhow::Result<u8> {
     let cells = cells(&args)?;
+    // An op mix must fit every workload of the matrix before the first cell runs.
+    if let Some(spec) = &args.test.op_mix {
+        for cell in &cells {
+            cell.workload.parse_op_mix(spec).map_err(|e| {
+                anyhow::anyhow!("invalid --op-mix {spec:?} for {}: {e}", cell.workload)
+            })?;
+        }
+    }
     let rt = cli::runtime()?;
     let stop = Stop::default();
     {

@@ -83,4 +83,15 @@ fn bad_matrix_and_flags_are_one_line_each() {
         &["--warmup", "shorter than --time-limit"],
     );
     one_error(&["test", "--warmup", "soon"], &["--warmup", "soon"]);
+    // Checked for every cell before the first one runs (register would come first).
+    one_error(
+        &[
+            "test-all",
+            "--workloads",
+            "register,set",
+            "--op-mix",
+            "read=1,write=1",
+        ],
+        &["--op-mix", "for set", "no operation \"write\""],
+    );
 }
