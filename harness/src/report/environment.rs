@@ -75,6 +75,7 @@ pub async fn collect(
         system_version,
         controller,
         nodes,
+        notes: Vec::new(),
     }
 }
 

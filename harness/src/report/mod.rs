@@ -95,6 +95,7 @@ pub fn load(dir: &Path) -> anyhow::Result<Run> {
         if r.reconstructed {
             notes.push(reconstructed_note());
         }
+        notes.extend(r.environment.iter().flat_map(|e| e.notes.iter().cloned()));
         r
     } else {
         let test: StoredTest = schema::read_json(&test_path)?;

@@ -24,6 +24,10 @@ pub struct Environment {
     /// The controller's `uname -srm`.
     pub controller: Option<String>,
     pub nodes: Vec<NodeEnvironment>,
+    /// Warnings from the system about this run (e.g. faults that cannot reach it
+    /// here); every report lists them among its notes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One node's OS (`PRETTY_NAME` of /etc/os-release) and kernel (`uname -srm`).

@@ -146,7 +146,7 @@ async fn run_in<S: System>(
     let system = Arc::new(system);
     eprintln!("splitbrain: connecting to {} nodes", cfg.nodes.len());
     let handles = connect_all(&cfg, ssh).await?;
-    let environment = crate::report::environment::collect(
+    let mut environment = crate::report::environment::collect(
         &handles,
         cfg.seed,
         system.describe(),
@@ -156,6 +156,11 @@ async fn run_in<S: System>(
         },
     )
     .await;
+    environment.notes = system.notes();
+    for n in &environment.notes {
+        eprintln!("splitbrain: warning: {n}");
+        tracing::warn!("{n}");
+    }
     // The body runs as its own task so that a panic in it (a bug) still reaches the
     // heal and teardown below, as an error, instead of unwinding past them.
     let body = {

@@ -3,6 +3,7 @@
 //! logs to collect, and a [`SystemClient`] that turns workload invocations into
 //! requests and classifies every answer as `ok`, `fail` or `info`.
 
+pub mod etcd;
 pub mod kind;
 pub mod postgres;
 pub mod redis;
@@ -121,6 +122,13 @@ pub trait System: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send + 'static {
         let _ = (nodes, stop);
         async {}
+    }
+
+    /// Warnings about this run the reader must see (e.g. a fault that cannot reach
+    /// the system here): printed at the start and kept in results.json's
+    /// `environment.notes`, which every report shows. The default has none.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// The version of the software under test on `node`, for results.json (e.g. the
