@@ -202,7 +202,7 @@ pub async fn run(
                 cell.mode,
                 cell.fault.name()
             ));
-            let _lock = if o.take_lab_lock {
+            let lock = if o.take_lab_lock {
                 Some(
                     lab::exclusive_use(Duration::from_secs(1800))
                         .context("waiting for the local lab")?,
@@ -246,6 +246,11 @@ pub async fn run(
                 Err(e) => format!("  no observation: {e}"),
             });
             cell.observed.push((seed, observed));
+            if let Some(lock) = lock {
+                // Others poll for the lab: leave them a window before taking it again.
+                drop(lock);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
         }
         cell.judge(o.min_caught);
         done.push(cell);
