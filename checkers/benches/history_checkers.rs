@@ -5,8 +5,9 @@
 //! the history as JSONL once, then runs each checker in its own child process and
 //! reports, as a markdown table row, its time from opening the file to the report
 //! (read + check), the check alone where it is separate, client ops/s over the
-//! whole, and peak RSS. The set and dual-master checkers run twice: streaming (the
-//! library's `check_jsonl`) and the in-memory implementation they replaced
+//! whole, and peak RSS. The set and dual-master checkers run streaming on two
+//! threads (the library's `check_jsonl`: `blocks::for_each_view_par`), streaming on
+//! one (`scan::for_each_view`), and as the in-memory implementation they replaced
 //! (`tests/reference`, `read_jsonl` then `check`), side by side in the same run,
 //! and once more as the new `check(&[Op])` on the parsed history (check time alone,
 //! comparable with the old one's).
@@ -17,10 +18,11 @@ mod ref_dual_master;
 #[path = "../tests/reference/lost_writes.rs"]
 mod ref_lost_writes;
 
+use checkers::blocks::for_each_view_par;
 use checkers::dual_master::DualMasterChecker;
 use checkers::history::{read_jsonl, JsonlWriter};
 use checkers::lost_writes::SetChecker;
-use checkers::scan::for_each_view;
+use checkers::scan::{for_each_view, OpView};
 use checkers::{availability, Op, OpType, Process};
 use serde_json::{json, Value};
 use std::io::{BufReader, BufWriter};
@@ -143,25 +145,40 @@ fn child(checker: &str, path: &str, ops: u64) {
     let open =
         || BufReader::with_capacity(1 << 20, std::fs::File::open(path).expect("history file"));
     let t0 = Instant::now();
-    let (entries, check_s, what) = if let Some(name) = checker.strip_suffix(" (streaming)") {
+    let streaming = checker
+        .strip_suffix(" (streaming, 1 thread)")
+        .map(|n| (n, false))
+        .or_else(|| {
+            checker
+                .strip_suffix(" (streaming, 2 threads)")
+                .map(|n| (n, true))
+        });
+    let (entries, check_s, what) = if let Some((name, par)) = streaming {
         let mut entries = 0usize;
+        // Both drivers feed the same checker the same entries in the same order.
+        let drive = |visit: &mut dyn FnMut(&OpView<'_>)| {
+            let r = if par {
+                for_each_view_par(open(), |op| visit(op))
+            } else {
+                for_each_view(open(), |op| visit(op))
+            };
+            r.expect("history parses")
+        };
         let what = match name {
             "lost-writes" => {
                 let mut c = SetChecker::new();
-                for_each_view(open(), |op| {
+                drive(&mut |op| {
                     entries += 1;
                     c.observe(op)
-                })
-                .expect("history parses");
+                });
                 lost_summary(c.finish().lost_count)
             }
             "dual-master" => {
                 let mut c = DualMasterChecker::new();
-                for_each_view(open(), |op| {
+                drive(&mut |op| {
                     entries += 1;
                     c.observe(op)
-                })
-                .expect("history parses");
+                });
                 dual_summary(&c.finish())
             }
             other => panic!("unknown checker {other}"),
@@ -227,10 +244,12 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("own path");
     for c in [
-        "lost-writes (streaming)",
+        "lost-writes (streaming, 2 threads)",
+        "lost-writes (streaming, 1 thread)",
         "lost-writes (in memory, before)",
         "lost-writes (in memory, after)",
-        "dual-master (streaming)",
+        "dual-master (streaming, 2 threads)",
+        "dual-master (streaming, 1 thread)",
         "dual-master (in memory, before)",
         "dual-master (in memory, after)",
         "availability (in memory)",

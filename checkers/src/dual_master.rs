@@ -12,14 +12,15 @@
 //! value inline when it is an integer), never the ops; [`check`] feeds it an
 //! in-memory history.
 
+use crate::blocks::for_each_view_par;
 use crate::compact::{FastHash, FastMap, Interner};
 use crate::history::{HistoryError, Op, OpType, Process};
-use crate::scan::{for_each_view, OpView, ValueRef};
+use crate::scan::{OpView, ValueRef};
 use crate::verdict::Validity;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::BufRead;
+use std::io::Read;
 
 /// Writes kept per master and interval in the report (all are counted).
 const KEEP_WRITES: usize = 50;
@@ -509,9 +510,9 @@ pub fn check(history: &[Op]) -> Report {
 /// Finds every dual-master interval in a `history.jsonl` in one pass without
 /// holding it; a bad line stops it with the same error
 /// [`crate::history::read_jsonl`] gives.
-pub fn check_jsonl<R: BufRead>(input: R) -> Result<Report, HistoryError> {
+pub fn check_jsonl<R: Read + Send>(input: R) -> Result<Report, HistoryError> {
     let mut c = DualMasterChecker::new();
-    for_each_view(input, |op| c.observe(op))?;
+    for_each_view_par(input, |op| c.observe(op))?;
     Ok(c.finish())
 }
 

@@ -3,6 +3,7 @@
 //! depends on tokio or on any other crate of the workspace.
 
 pub mod availability;
+pub mod blocks;
 pub mod compact;
 pub mod dual_master;
 pub mod formats;

@@ -18,13 +18,14 @@
 //! few words (flags, acknowledgement, which reads held it), per final read the
 //! element slots it held; never the ops. [`check`] feeds it an in-memory history.
 
+use crate::blocks::for_each_view_par;
 use crate::compact::{FastMap, Interner, NONE};
 use crate::history::{HistoryError, Op, OpType, Process};
-use crate::scan::{for_each_view, OpView};
+use crate::scan::OpView;
 use crate::verdict::Validity;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BinaryHeap};
-use std::io::BufRead;
+use std::io::Read;
 
 /// How many example elements each category keeps (lost and divergent keep all).
 pub const EXAMPLES: usize = 20;
@@ -445,9 +446,9 @@ pub fn check(history: &[Op]) -> SetReport {
 
 /// Checks a `history.jsonl` in one pass without holding it; a bad line stops it with
 /// the same error [`crate::history::read_jsonl`] gives.
-pub fn check_jsonl<R: BufRead>(input: R) -> Result<SetReport, HistoryError> {
+pub fn check_jsonl<R: Read + Send>(input: R) -> Result<SetReport, HistoryError> {
     let mut c = SetChecker::new();
-    for_each_view(input, |op| c.observe(op))?;
+    for_each_view_par(input, |op| c.observe(op))?;
     Ok(c.finish())
 }
 

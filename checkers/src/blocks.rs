@@ -1,0 +1,376 @@
+//! The two-core reader behind the streaming checkers' `check_jsonl`: one thread reads
+//! `history.jsonl` in large blocks of whole lines and scans every line with
+//! [`crate::scan::scan`] into fixed-size entries that point into the block (byte
+//! spans, no per-line allocation); the calling thread takes the blocks in file order
+//! and hands each line's [`OpView`] to the checker. Reading and scanning overlap the
+//! checker's own work, and the checker still sees every entry in order, so its
+//! results are those of the one-thread [`crate::scan::for_each_view`]: same line
+//! numbering, same first-error stop, same errors.
+
+use crate::history::{parse_line, HistoryError, Op, OpType, Process};
+use crate::scan::{scan, OpView, ValueRef};
+use std::io::Read;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+/// Bytes read per block (a longer line makes its block longer), reached by doubling
+/// from `FIRST_BLOCK` so that a small history costs no large buffer.
+const BLOCK: usize = 4 << 20;
+const FIRST_BLOCK: usize = 64 << 10;
+/// Blocks scanned ahead of the checker: bounds memory to a few blocks.
+const AHEAD: usize = 2;
+
+/// A piece of the block's text, by byte offsets.
+#[derive(Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+const NO_SPAN: Span = Span {
+    start: u32::MAX,
+    end: u32::MAX,
+};
+
+/// One scanned line: [`OpView`] with spans instead of borrowed strings.
+struct Fast {
+    index: u64,
+    time: u64,
+    epoch: Option<u64>,
+    process: Process,
+    f: Span,
+    key: Span,
+    node: Span,
+    /// `NO_SPAN`: the line has no `value` (it reads as `null`).
+    value: Span,
+    acked_by: Span,
+    kind: OpType,
+    is_final: bool,
+}
+
+enum Entry {
+    Fast(Fast),
+    /// A line outside the scanner's subset, parsed by serde.
+    Slow(Box<Op>),
+}
+
+/// A block of whole lines and its entries, in file order; `error` ends the stream.
+struct Batch {
+    text: String,
+    entries: Vec<Entry>,
+    error: Option<HistoryError>,
+}
+
+fn not_utf8() -> HistoryError {
+    HistoryError::Io(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "stream did not contain valid UTF-8",
+    ))
+}
+
+/// Where `s` sits in `base`, or `None` when it is not a piece of it.
+fn span_in(base: &str, s: &str) -> Option<Span> {
+    let start = (s.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
+    let end = start + s.len();
+    (end <= base.len()).then_some(Span {
+        start: u32::try_from(start).ok()?,
+        end: u32::try_from(end).ok()?,
+    })
+}
+
+fn text(base: &str, s: Span) -> Option<&str> {
+    if s.start == u32::MAX {
+        None
+    } else {
+        base.get(s.start as usize..s.end as usize)
+    }
+}
+
+impl Fast {
+    /// The entry of a scanned line of `base`; `None` if a field is not a piece of
+    /// `base` (then the line takes the serde path) or the block outgrew `u32`.
+    fn of(base: &str, v: &OpView<'_>) -> Option<Fast> {
+        let value = match v.value {
+            ValueRef::Raw(s) => match span_in(base, s) {
+                Some(sp) => sp,
+                // The scanner's stand-in for a missing value.
+                None if s == "null" => NO_SPAN,
+                None => return None,
+            },
+            ValueRef::Json(_) => return None,
+        };
+        let must = |s: Option<&str>| -> Option<Span> {
+            match s {
+                None => Some(NO_SPAN),
+                Some(s) => span_in(base, s),
+            }
+        };
+        Some(Fast {
+            index: v.index,
+            time: v.time,
+            epoch: v.epoch,
+            process: v.process,
+            f: span_in(base, v.f)?,
+            key: must(v.key)?,
+            node: must(v.node)?,
+            value,
+            acked_by: must(v.acked_by)?,
+            kind: v.kind,
+            is_final: v.is_final,
+        })
+    }
+
+    fn view<'a>(&self, base: &'a str) -> OpView<'a> {
+        OpView {
+            index: self.index,
+            time: self.time,
+            process: self.process,
+            kind: self.kind,
+            f: text(base, self.f).unwrap_or_default(),
+            key: text(base, self.key),
+            node: text(base, self.node),
+            value: ValueRef::Raw(text(base, self.value).unwrap_or("null")),
+            is_final: self.is_final,
+            acked_by: text(base, self.acked_by),
+            epoch: self.epoch,
+        }
+    }
+}
+
+/// Scans the lines of `text` (whole lines; `line` is the number of the last line
+/// before it) into entries, stopping at the first bad line.
+fn scan_block(text: &str, line: &mut usize) -> (Vec<Entry>, Option<HistoryError>) {
+    let mut entries = Vec::with_capacity(text.len() / 96 + 1);
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (raw, next) = match memchr::memchr(b'\n', rest.as_bytes()) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        rest = next;
+        *line += 1;
+        let l = raw.trim();
+        if l.is_empty() {
+            continue;
+        }
+        match scan(l).and_then(|v| Fast::of(text, &v)) {
+            Some(fast) => entries.push(Entry::Fast(fast)),
+            None => match parse_line(l, *line) {
+                Ok(op) => entries.push(Entry::Slow(Box::new(op))),
+                Err(e) => return (entries, Some(e)),
+            },
+        }
+    }
+    (entries, None)
+}
+
+/// Reads until `buf` holds `size` more bytes or the input ends; false at the end.
+fn fill<R: Read>(input: &mut R, buf: &mut Vec<u8>, size: usize) -> std::io::Result<bool> {
+    let mut n = buf.len();
+    let want = n + size;
+    buf.resize(want, 0);
+    let more = loop {
+        if n == want {
+            break Ok(true);
+        }
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break Ok(false),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    buf.truncate(n);
+    more
+}
+
+/// The text of a block of whole lines, or the error for its first line that is
+/// not UTF-8 (with the lines before it still scanned, as a line reader would).
+fn block_text(bytes: Vec<u8>, line: &mut usize, out: &SyncSender<Batch>) -> Option<String> {
+    match String::from_utf8(bytes) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let bytes = e.into_bytes();
+            // The good prefix up to the last line boundary before the bad byte.
+            let bad = std::str::from_utf8(&bytes)
+                .err()
+                .map_or(0, |e| e.valid_up_to());
+            let cut = memchr::memrchr(b'\n', &bytes[..bad]).map_or(0, |i| i + 1);
+            let text = String::from_utf8_lossy(&bytes[..cut]).into_owned();
+            let (entries, error) = scan_block(&text, line);
+            let error = error.or_else(|| Some(not_utf8()));
+            let _ = out.send(Batch {
+                text,
+                entries,
+                error,
+            });
+            None
+        }
+    }
+}
+
+/// The reading and scanning thread: blocks in order until the end or an error.
+fn produce<R: Read>(mut input: R, out: SyncSender<Batch>) {
+    let mut line = 0usize;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut size = FIRST_BLOCK;
+    loop {
+        let mut buf = std::mem::take(&mut carry);
+        let read = fill(&mut input, &mut buf, size);
+        size = (2 * size).min(BLOCK);
+        let more = match read {
+            Ok(more) => more,
+            Err(e) => {
+                let _ = out.send(Batch {
+                    text: String::new(),
+                    entries: Vec::new(),
+                    error: Some(HistoryError::Io(e)),
+                });
+                return;
+            }
+        };
+        if more {
+            // Keep the partial last line for the next block; a block without a line
+            // end grows until it has one.
+            match memchr::memrchr(b'\n', &buf) {
+                Some(i) => carry = buf.split_off(i + 1),
+                None => {
+                    carry = buf;
+                    continue;
+                }
+            }
+        }
+        let Some(text) = block_text(buf, &mut line, &out) else {
+            return;
+        };
+        let (entries, error) = scan_block(&text, &mut line);
+        let stop = error.is_some() || !more;
+        if out
+            .send(Batch {
+                text,
+                entries,
+                error,
+            })
+            .is_err()
+            || stop
+        {
+            return;
+        }
+    }
+}
+
+fn consume(
+    batches: Receiver<Batch>,
+    visit: &mut impl FnMut(&OpView<'_>),
+) -> Result<(), HistoryError> {
+    for batch in batches {
+        for e in &batch.entries {
+            match e {
+                Entry::Fast(f) => visit(&f.view(&batch.text)),
+                Entry::Slow(op) => visit(&OpView::of(op)),
+            }
+        }
+        if let Some(e) = batch.error {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Streams a JSONL history into `visit` like [`crate::scan::for_each_view`] (same
+/// entries in the same order, same errors), reading and scanning on a second thread
+/// while `visit` runs on this one. Memory: a few 4 MiB blocks and their entries.
+pub fn for_each_view_par<R: Read + Send>(
+    input: R,
+    mut visit: impl FnMut(&OpView<'_>),
+) -> Result<(), HistoryError> {
+    let (tx, rx) = sync_channel(AHEAD);
+    std::thread::scope(|s| {
+        s.spawn(move || produce(input, tx));
+        // Dropping the receiver on an early return stops the producer at its next send.
+        consume(rx, &mut visit)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::for_each_view;
+
+    fn both(text: &[u8]) -> (Result<Vec<String>, String>, Result<Vec<String>, String>) {
+        let run = |par: bool| {
+            let mut seen = Vec::new();
+            let mut visit = |v: &OpView<'_>| {
+                seen.push(format!(
+                    "{} {} {:?} {:?} {} {:?} {:?} {} {:?} {:?}",
+                    v.index,
+                    v.time,
+                    v.process,
+                    v.kind,
+                    v.f,
+                    v.key,
+                    v.node,
+                    v.value.to_value(),
+                    v.acked_by,
+                    v.epoch
+                ))
+            };
+            let r = if par {
+                for_each_view_par(text, &mut visit)
+            } else {
+                for_each_view(text, &mut visit)
+            };
+            r.map(|()| seen).map_err(|e| e.to_string())
+        };
+        (run(true), run(false))
+    }
+
+    #[test]
+    fn blocks_read_what_the_line_reader_reads_across_block_boundaries() {
+        // Lines long enough that several blocks are cut mid-line, one line longer
+        // than a block, a serde-path line, blank lines, no final newline.
+        let mut text = String::new();
+        let long: Vec<String> = (0..(BLOCK / 3)).map(|i| i.to_string()).collect();
+        for i in 0..120_000u64 {
+            let value = if i == 70_000 {
+                format!("[{}]", long.join(","))
+            } else if i % 1000 == 7 {
+                "1.5".to_string()
+            } else {
+                i.to_string()
+            };
+            text.push_str(&format!(
+                "{{\"index\":{i},\"time\":{},\"process\":{},\"type\":\"ok\",\"f\":\"add\",\"key\":\"k\",\"value\":{value},\"acked_by\":\"n1\",\"epoch\":3}}\n",
+                i * 10,
+                i % 7
+            ));
+            if i % 5000 == 0 {
+                text.push_str("  \n");
+            }
+        }
+        text.push_str(
+            "{\"index\":0,\"time\":1,\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"x\"}",
+        );
+        assert!(text.len() > 3 * BLOCK);
+        let (par, seq) = both(text.as_bytes());
+        let par = par.expect("parses");
+        assert_eq!(par.len(), 120_001);
+        assert_eq!(Ok(par), seq);
+    }
+
+    #[test]
+    fn the_first_bad_line_stops_it_with_the_line_readers_error() {
+        let good = "{\"index\":0,\"time\":1,\"process\":1,\"type\":\"invoke\",\"f\":\"add\",\"value\":1}\n";
+        let mut text = good.repeat(60_000).into_bytes();
+        text.extend_from_slice(b"{\"index\":1,\"time\":2,\"proc\n");
+        text.extend_from_slice(good.as_bytes());
+        let (par, seq) = both(&text);
+        assert!(par.as_ref().is_err_and(|e| e.starts_with("line 60001")));
+        assert_eq!(par, seq);
+        let mut bad = good.repeat(60_000).into_bytes();
+        bad.extend_from_slice(b"{\"f\":\"\xff\"}\n");
+        bad.extend_from_slice(good.as_bytes());
+        let (par, seq) = both(&bad);
+        assert!(par.is_err());
+        assert_eq!(par, seq);
+    }
+}
