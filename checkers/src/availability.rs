@@ -6,9 +6,12 @@
 //! indeterminate. With a latency budget this is a verdict: every fault's first write
 //! after it must come within the budget (detection + recovery + normal response).
 //! Also the latency percentiles of successful client ops over the whole run.
+//! One pass ([`AvailabilityChecker`]) keeps a few words per completed client op.
 
+use crate::compact::FastMap;
 use crate::dual_master::WRITE_FNS;
 use crate::history::{Op, OpType, Process};
+use crate::scan::OpView;
 use crate::verdict::Validity;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -59,16 +62,23 @@ struct Done {
     write: bool,
 }
 
-fn fault_spans(history: &[Op], end_of_run: u64) -> Vec<(String, u64, u64)> {
+/// A nemesis entry: its `f`, whether it is an invocation, its time.
+struct NemesisOp {
+    f: String,
+    invoke: bool,
+    time: u64,
+}
+
+fn fault_spans(nemesis: &[NemesisOp], end_of_run: u64) -> Vec<(String, u64, u64)> {
     let mut open: HashMap<String, u64> = HashMap::new();
     let mut out = Vec::new();
-    for op in history.iter().filter(|o| o.process == Process::Nemesis) {
+    for op in nemesis {
         if let Some(name) = op.f.strip_prefix("start-") {
-            if op.kind != OpType::Invoke {
+            if !op.invoke {
                 open.entry(name.to_string()).or_insert(op.time);
             }
         } else if let Some(name) = op.f.strip_prefix("stop-") {
-            if op.kind != OpType::Invoke {
+            if !op.invoke {
                 if let Some(s) = open.remove(name) {
                     out.push((name.to_string(), s, op.time));
                 }
@@ -92,27 +102,71 @@ fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
     Some(sorted[i])
 }
 
-/// Judges `history`; `latency_budget_ns` turns the report into a verdict.
-pub fn check(history: &[Op], latency_budget_ns: Option<u64>) -> Report {
-    let end_of_run = history.iter().map(|o| o.time).max().unwrap_or(0);
-    let mut invoked: HashMap<Process, u64> = HashMap::new();
-    let mut done = Vec::new();
-    for op in history.iter().filter(|o| o.is_client() && o.f != "role") {
-        if op.extra.get("final") == Some(&serde_json::Value::Bool(true)) {
-            continue;
-        }
-        if op.kind == OpType::Invoke {
-            invoked.insert(op.process, op.time);
-        } else if let Some(t) = invoked.remove(&op.process) {
-            done.push(Done {
-                invoke: t,
-                end: op.time,
-                kind: op.kind,
-                write: WRITE_FNS.contains(&op.f.as_str()),
-            });
+/// The availability checker as a single pass: feed it every entry of the history in
+/// order with [`AvailabilityChecker::observe`], then [`AvailabilityChecker::finish`].
+/// It keeps three words per completed client op and the nemesis entries.
+#[derive(Default)]
+pub struct AvailabilityChecker {
+    end_of_run: u64,
+    invoked: FastMap<Process, u64>,
+    done: Vec<Done>,
+    nemesis: Vec<NemesisOp>,
+}
+
+impl AvailabilityChecker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the next entry of the history into account.
+    pub fn observe(&mut self, op: &OpView<'_>) {
+        self.end_of_run = self.end_of_run.max(op.time);
+        match op.process {
+            Process::Nemesis => self.nemesis.push(NemesisOp {
+                f: op.f.to_string(),
+                invoke: op.kind == OpType::Invoke,
+                time: op.time,
+            }),
+            Process::Client(_) if op.f != "role" && !op.is_final => {
+                if op.kind == OpType::Invoke {
+                    self.invoked.insert(op.process, op.time);
+                } else if let Some(t) = self.invoked.remove(&op.process) {
+                    self.done.push(Done {
+                        invoke: t,
+                        end: op.time,
+                        kind: op.kind,
+                        write: WRITE_FNS.contains(&op.f),
+                    });
+                }
+            }
+            Process::Client(_) => {}
         }
     }
-    let spans = fault_spans(history, end_of_run);
+
+    /// The report over everything observed; `latency_budget_ns` turns it into a
+    /// verdict.
+    pub fn finish(self, latency_budget_ns: Option<u64>) -> Report {
+        report(self, latency_budget_ns)
+    }
+}
+
+/// Judges `history`; `latency_budget_ns` turns the report into a verdict.
+pub fn check(history: &[Op], latency_budget_ns: Option<u64>) -> Report {
+    let mut c = AvailabilityChecker::new();
+    for op in history {
+        c.observe(&OpView::of(op));
+    }
+    c.finish(latency_budget_ns)
+}
+
+fn report(c: AvailabilityChecker, latency_budget_ns: Option<u64>) -> Report {
+    let AvailabilityChecker {
+        end_of_run,
+        done,
+        nemesis,
+        ..
+    } = c;
+    let spans = fault_spans(&nemesis, end_of_run);
     let in_fault = |t: u64| spans.iter().any(|(_, s, e)| t >= *s && t <= *e);
     let ok_writes: Vec<u64> = {
         let mut v: Vec<u64> = done

@@ -13,7 +13,16 @@ fn secs(ns: Option<u64>) -> String {
 
 /// Runs the availability checker; `budget` makes it a verdict.
 pub fn analyse(history: &[Op], budget: Option<Duration>) -> CheckerResult {
-    let r = availability::check(history, budget.map(|b| b.as_nanos() as u64));
+    result(availability::check(history, budget_ns(budget)), budget)
+}
+
+/// The budget as the checker takes it.
+pub fn budget_ns(budget: Option<Duration>) -> Option<u64> {
+    budget.map(|b| b.as_nanos() as u64)
+}
+
+/// The availability checker's report (made with `budget`) as a [`CheckerResult`].
+pub fn result(r: availability::Report, budget: Option<Duration>) -> CheckerResult {
     let (ops, bad) = r.faults.iter().fold((0, 0), |(o, b), f| {
         (o + f.ops, b + f.failed + f.indeterminate)
     });

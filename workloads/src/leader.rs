@@ -4,6 +4,7 @@
 //! result with the dual-master checker.
 
 use crate::{CheckerResult, Generator, Invocation, OpFn};
+use checkers::scan::OpView;
 use checkers::{dual_master, Op, OpType};
 use serde_json::Value;
 
@@ -29,13 +30,28 @@ impl Generator for RoleGenerator {
 /// A masterless system (a ring where every node accepts writes) marks each of its
 /// role answers `"masterless": true`.
 fn masterless_observations(history: &[Op]) -> (usize, usize) {
-    history
-        .iter()
-        .filter(|op| op.f == "role" && op.kind == OpType::Ok)
-        .fold((0, 0), |(all, ml), op| {
-            let m = op.value.get("masterless") == Some(&Value::Bool(true));
-            (all + 1, ml + usize::from(m))
-        })
+    let mut count = RoleCount::default();
+    for op in history {
+        count.observe(&OpView::of(op));
+    }
+    (count.observed, count.masterless)
+}
+
+/// Counts role observations and those from a masterless system, one entry at a time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RoleCount {
+    pub observed: usize,
+    pub masterless: usize,
+}
+
+impl RoleCount {
+    pub fn observe(&mut self, op: &OpView<'_>) {
+        if op.f == "role" && op.kind == OpType::Ok {
+            self.observed += 1;
+            let m = op.value.get("masterless").map(|v| v.to_value()) == Some(Value::Bool(true));
+            self.masterless += usize::from(m);
+        }
+    }
 }
 
 /// Runs the dual-master checker and summarises it. For a masterless system the
@@ -43,6 +59,22 @@ fn masterless_observations(history: &[Op]) -> (usize, usize) {
 /// `"applicable": false` in its details.
 pub fn analyse(history: &[Op]) -> CheckerResult {
     let (observed, masterless) = masterless_observations(history);
+    result(
+        RoleCount {
+            observed,
+            masterless,
+        },
+        || dual_master::check(history),
+    )
+}
+
+/// The dual-master verdict as a [`CheckerResult`]: "not applicable" when every role
+/// observation in `roles` came from a masterless system, else `report()` summarised.
+pub fn result(roles: RoleCount, report: impl FnOnce() -> dual_master::Report) -> CheckerResult {
+    let RoleCount {
+        observed,
+        masterless,
+    } = roles;
     if observed > 0 && masterless == observed {
         return CheckerResult {
             checker: "dual-master",
@@ -58,7 +90,7 @@ pub fn analyse(history: &[Op]) -> CheckerResult {
             }),
         };
     }
-    let r = dual_master::check(history);
+    let r = report();
     let lost: usize = r
         .intervals
         .iter()

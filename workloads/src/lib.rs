@@ -1,5 +1,6 @@
 //! What clients do. This crate owns the operation generators of each workload and
-//! knows which checkers judge it; it does no I/O and never talks to a system (the
+//! knows which checkers judge it; it does no I/O beyond reading a history from a
+//! reader it is handed, and never talks to a system (the
 //! harness turns each [`Invocation`] into a client call and records the outcome).
 
 pub mod availability;
@@ -185,5 +186,37 @@ impl WorkloadKind {
         out.push(leader::analyse(history));
         out.push(availability::analyse(history, opts.latency_budget));
         out
+    }
+
+    /// [`WorkloadKind::analyse_with`] over a JSONL history read from `input`, with
+    /// the same results. The set workload's checkers (lost writes, dual masters,
+    /// availability) all run in one streaming pass that never holds the history;
+    /// register (linearizability) and list-append need the whole history and read
+    /// it into memory first. A bad line stops it with the reader's error.
+    pub fn analyse_jsonl<R: std::io::Read + Send>(
+        self,
+        input: R,
+        opts: &AnalyseOptions,
+    ) -> Result<Vec<CheckerResult>, checkers::history::HistoryError> {
+        if self != WorkloadKind::Set {
+            let history = checkers::history::read_jsonl(std::io::BufReader::new(input))?;
+            return Ok(self.analyse_with(&history, opts));
+        }
+        let mut set = checkers::lost_writes::SetChecker::new();
+        let mut dual = checkers::dual_master::DualMasterChecker::new();
+        let mut avail = checkers::availability::AvailabilityChecker::new();
+        let mut roles = leader::RoleCount::default();
+        checkers::blocks::for_each_view_par(input, |op| {
+            set.observe(op);
+            dual.observe(op);
+            avail.observe(op);
+            roles.observe(op);
+        })?;
+        let budget = opts.latency_budget;
+        Ok(vec![
+            set::result(set.finish()),
+            leader::result(roles, || dual.finish()),
+            availability::result(avail.finish(availability::budget_ns(budget)), budget),
+        ])
     }
 }

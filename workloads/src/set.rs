@@ -65,7 +65,11 @@ impl Generator for SetGenerator {
 
 /// Runs the lost-writes checker and summarises it.
 pub fn analyse(history: &[Op]) -> CheckerResult {
-    let r = lost_writes::check(history);
+    result(lost_writes::check(history))
+}
+
+/// The lost-writes checker's report as a [`CheckerResult`].
+pub fn result(r: lost_writes::SetReport) -> CheckerResult {
     let mut summary = format!(
         "{} acknowledged, {} lost, {} divergent, {} recovered of {} indeterminate",
         r.acknowledged, r.lost_count, r.divergent_count, r.recovered_count, r.indeterminate
