@@ -1,9 +1,10 @@
-//! The two-core reader behind the streaming checkers' `check_jsonl`: one thread reads
-//! `history.jsonl` in large blocks of whole lines and scans every line with
-//! [`crate::scan::scan`] into fixed-size entries that point into the block (byte
-//! spans, no per-line allocation); the calling thread takes the blocks in file order
-//! and hands each line's [`OpView`] to the checker. Reading and scanning overlap the
-//! checker's own work, and the checker still sees every entry in order, so its
+//! The multi-core reader behind the streaming checkers' `check_jsonl`: one thread
+//! reads `history.jsonl` in large blocks of whole lines and deals them in turn to two
+//! scanning threads, which scan every line with [`crate::scan::scan`] into
+//! fixed-size entries that point into the block (byte spans, no per-line
+//! allocation); the calling thread takes the blocks back in file order and hands
+//! each line's [`OpView`] to the checker. Reading and scanning overlap the checker's
+//! own work, and the checker still sees every entry in order, so its
 //! results are those of the one-thread [`crate::scan::for_each_view`]: same line
 //! numbering, same first-error stop, same errors.
 
@@ -16,8 +17,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 /// from `FIRST_BLOCK` so that a small history costs no large buffer.
 const BLOCK: usize = 4 << 20;
 const FIRST_BLOCK: usize = 64 << 10;
-/// Blocks scanned ahead of the checker: bounds memory to a few blocks.
-const AHEAD: usize = 2;
+/// Blocks each scanner keeps ready for the checker: bounds memory to a few blocks.
+const AHEAD: usize = 1;
+/// Threads scanning blocks (besides the reading thread and the caller's).
+pub const SCANNERS: usize = 2;
 
 /// A piece of the block's text, by byte offsets.
 #[derive(Clone, Copy)]
@@ -183,86 +186,106 @@ fn fill<R: Read>(input: &mut R, buf: &mut Vec<u8>, size: usize) -> std::io::Resu
     more
 }
 
-/// The text of a block of whole lines, or the error for its first line that is
-/// not UTF-8 (with the lines before it still scanned, as a line reader would).
-fn block_text(bytes: Vec<u8>, line: &mut usize, out: &SyncSender<Batch>) -> Option<String> {
+/// A block of whole lines as read, and the number of the line before it; or the
+/// read error that ends the input.
+type Raw = Result<(Vec<u8>, usize), std::io::Error>;
+
+/// The text of a block of whole lines, or (`Err`) the batch that ends the stream at
+/// its first line that is not UTF-8, with the lines before it scanned as a line
+/// reader would.
+fn block_text(bytes: Vec<u8>, line: &mut usize) -> Result<String, Batch> {
     match String::from_utf8(bytes) {
-        Ok(s) => Some(s),
+        Ok(s) => Ok(s),
         Err(e) => {
+            let bad = e.utf8_error().valid_up_to();
             let bytes = e.into_bytes();
             // The good prefix up to the last line boundary before the bad byte.
-            let bad = std::str::from_utf8(&bytes)
-                .err()
-                .map_or(0, |e| e.valid_up_to());
             let cut = memchr::memrchr(b'\n', &bytes[..bad]).map_or(0, |i| i + 1);
             let text = String::from_utf8_lossy(&bytes[..cut]).into_owned();
             let (entries, error) = scan_block(&text, line);
-            let error = error.or_else(|| Some(not_utf8()));
-            let _ = out.send(Batch {
+            Err(Batch {
                 text,
                 entries,
-                error,
-            });
-            None
+                error: error.or_else(|| Some(not_utf8())),
+            })
         }
     }
 }
 
-/// The reading and scanning thread: blocks in order until the end or an error.
-fn produce<R: Read>(mut input: R, out: SyncSender<Batch>) {
+/// The reading thread: blocks of whole lines, dealt to the scanners in turn.
+fn read_blocks<R: Read>(mut input: R, outs: Vec<SyncSender<Raw>>) {
     let mut line = 0usize;
     let mut carry: Vec<u8> = Vec::new();
     let mut size = FIRST_BLOCK;
-    loop {
-        let mut buf = std::mem::take(&mut carry);
-        let read = fill(&mut input, &mut buf, size);
-        size = (2 * size).min(BLOCK);
-        let more = match read {
-            Ok(more) => more,
-            Err(e) => {
-                let _ = out.send(Batch {
-                    text: String::new(),
-                    entries: Vec::new(),
-                    error: Some(HistoryError::Io(e)),
-                });
-                return;
-            }
-        };
-        if more {
-            // Keep the partial last line for the next block; a block without a line
-            // end grows until it has one.
-            match memchr::memrchr(b'\n', &buf) {
-                Some(i) => carry = buf.split_off(i + 1),
-                None => {
-                    carry = buf;
-                    continue;
+    for turn in 0.. {
+        let out = &outs[turn % outs.len()];
+        let (buf, more) = loop {
+            let mut buf = std::mem::take(&mut carry);
+            let more = match fill(&mut input, &mut buf, size) {
+                Ok(more) => more,
+                Err(e) => {
+                    let _ = out.send(Err(e));
+                    return;
                 }
+            };
+            size = (2 * size).min(BLOCK);
+            if !more {
+                break (buf, false);
             }
-        }
-        let Some(text) = block_text(buf, &mut line, &out) else {
-            return;
+            // Keep the partial last line for the next block; a block without a
+            // line end grows until it has one.
+            if let Some(i) = memchr::memrchr(b'\n', &buf) {
+                carry = buf.split_off(i + 1);
+                break (buf, true);
+            }
+            carry = buf;
         };
-        let (entries, error) = scan_block(&text, &mut line);
-        let stop = error.is_some() || !more;
-        if out
-            .send(Batch {
-                text,
-                entries,
-                error,
-            })
-            .is_err()
-            || stop
-        {
+        let first = line;
+        line += memchr::memchr_iter(b'\n', &buf).count();
+        if out.send(Ok((buf, first))).is_err() || !more {
             return;
         }
     }
 }
 
+/// A scanning thread: its share of the blocks, in the order it got them.
+fn scan_blocks(blocks: Receiver<Raw>, out: SyncSender<Batch>) {
+    for raw in blocks {
+        let batch = match raw {
+            Err(e) => Batch {
+                text: String::new(),
+                entries: Vec::new(),
+                error: Some(HistoryError::Io(e)),
+            },
+            Ok((bytes, mut line)) => match block_text(bytes, &mut line) {
+                Err(batch) => batch,
+                Ok(text) => {
+                    let (entries, error) = scan_block(&text, &mut line);
+                    Batch {
+                        text,
+                        entries,
+                        error,
+                    }
+                }
+            },
+        };
+        let stop = batch.error.is_some();
+        if out.send(batch).is_err() || stop {
+            return;
+        }
+    }
+}
+
+/// Takes the scanners' batches in the order the blocks were dealt.
 fn consume(
-    batches: Receiver<Batch>,
+    batches: Vec<Receiver<Batch>>,
     visit: &mut impl FnMut(&OpView<'_>),
 ) -> Result<(), HistoryError> {
-    for batch in batches {
+    for turn in 0.. {
+        // A scanner that hangs up on its turn got no further block: the end.
+        let Ok(batch) = batches[turn % batches.len()].recv() else {
+            break;
+        };
         for e in &batch.entries {
             match e {
                 Entry::Fast(f) => visit(&f.view(&batch.text)),
@@ -277,17 +300,25 @@ fn consume(
 }
 
 /// Streams a JSONL history into `visit` like [`crate::scan::for_each_view`] (same
-/// entries in the same order, same errors), reading and scanning on a second thread
-/// while `visit` runs on this one. Memory: a few 4 MiB blocks and their entries.
+/// entries in the same order, same errors): one thread reads blocks of whole lines,
+/// [`SCANNERS`] threads scan them, and `visit` runs on this thread over the blocks
+/// in file order. Memory: a few 4 MiB blocks and their entries per scanner.
 pub fn for_each_view_par<R: Read + Send>(
     input: R,
     mut visit: impl FnMut(&OpView<'_>),
 ) -> Result<(), HistoryError> {
-    let (tx, rx) = sync_channel(AHEAD);
     std::thread::scope(|s| {
-        s.spawn(move || produce(input, tx));
-        // Dropping the receiver on an early return stops the producer at its next send.
-        consume(rx, &mut visit)
+        let (mut to_scan, mut scanned) = (Vec::new(), Vec::new());
+        for _ in 0..SCANNERS {
+            let (tx, rx) = sync_channel(1);
+            let (btx, brx) = sync_channel(AHEAD);
+            s.spawn(move || scan_blocks(rx, btx));
+            to_scan.push(tx);
+            scanned.push(brx);
+        }
+        s.spawn(move || read_blocks(input, to_scan));
+        // Returning early drops the receivers: each thread stops at its next send.
+        consume(scanned, &mut visit)
     })
 }
 
