@@ -271,6 +271,12 @@ impl<'a> Cur<'a> {
         let neg = self.eat(b'-').is_some();
         let start = self.i;
         let mut n: u64 = 0;
+        // Nineteen digits always fit a u64; only longer numbers need the checks.
+        let unchecked = self.b.len().min(start + 19);
+        while self.i < unchecked && self.b[self.i].is_ascii_digit() {
+            n = n * 10 + u64::from(self.b[self.i] - b'0');
+            self.i += 1;
+        }
         while let Some(d @ b'0'..=b'9') = self.b.get(self.i) {
             n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
             self.i += 1;
@@ -290,6 +296,30 @@ impl<'a> Cur<'a> {
         } else {
             Some(Int::Pos(n))
         }
+    }
+
+    /// One of the history's own field names written `"name":` exactly, which it
+    /// steps over; `None` (cursor unmoved) for anything else, which then takes the
+    /// general path to the same reading.
+    #[inline]
+    fn known_key(&mut self) -> Option<&'static str> {
+        const KEYS: [(&[u8], &str); 11] = [
+            (b"\"index\":", "index"),
+            (b"\"time\":", "time"),
+            (b"\"process\":", "process"),
+            (b"\"type\":", "type"),
+            (b"\"f\":", "f"),
+            (b"\"key\":", "key"),
+            (b"\"value\":", "value"),
+            (b"\"node\":", "node"),
+            (b"\"acked_by\":", "acked_by"),
+            (b"\"epoch\":", "epoch"),
+            (b"\"final\":", "final"),
+        ];
+        let rest = self.b.get(self.i..)?;
+        let (lit, name) = KEYS.iter().find(|(lit, _)| rest.starts_with(lit))?;
+        self.i += lit.len();
+        Some(name)
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
@@ -353,9 +383,15 @@ pub fn scan(line: &str) -> Option<OpView<'_>> {
     }
     loop {
         c.ws();
-        let k = c.string()?;
-        c.ws();
-        c.eat(b':')?;
+        let k = match c.known_key() {
+            Some(k) => k,
+            None => {
+                let k = c.string()?;
+                c.ws();
+                c.eat(b':')?;
+                k
+            }
+        };
         c.ws();
         // A repeated field goes to the full parser, which decides what it means.
         match k {
