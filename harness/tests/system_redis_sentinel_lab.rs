@@ -164,7 +164,9 @@ fn assert_clean(results: &Value, results_dir: &Path) {
 fn partition_of_the_master_loses_writes_and_makes_two_masters() {
     let Some(_g) = guard("redis lab") else { return };
     let dir = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
     let (code, results, output) = run("sentinel", dir.path());
+    eprintln!("redis lab: the run took {:.1}s", t.elapsed().as_secs_f64());
     assert_split_brain(code, &results, &output);
     assert_clean(&results, dir.path());
 }
