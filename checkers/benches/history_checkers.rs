@@ -182,6 +182,24 @@ fn child(checker: &str, path: &str, ops: u64) {
                 });
                 dual_summary(&c.finish())
             }
+            "all three, one pass" => {
+                // What a set-workload run does (`WorkloadKind::analyse_jsonl`).
+                let mut set = SetChecker::new();
+                let mut dual = DualMasterChecker::new();
+                let mut avail = availability::AvailabilityChecker::new();
+                drive(&mut |op| {
+                    entries += 1;
+                    set.observe(op);
+                    dual.observe(op);
+                    avail.observe(op);
+                });
+                let faults = avail.finish(None).faults.len();
+                format!(
+                    "{}; {}; {faults} faults",
+                    lost_summary(set.finish().lost_count),
+                    dual_summary(&dual.finish())
+                )
+            }
             "reading + scanning only" => {
                 drive(&mut |_| entries += 1);
                 "-".to_string()
@@ -260,6 +278,7 @@ fn main() {
         "dual-master (in memory, before)",
         "dual-master (in memory, after)",
         "availability (in memory)",
+        "all three, one pass (streaming, parallel)",
     ] {
         let st = Command::new(&exe)
             .args([

@@ -15,7 +15,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Bytes read per block (a longer line makes its block longer), reached by doubling
 /// from `FIRST_BLOCK` so that a small history costs no large buffer.
-const BLOCK: usize = 4 << 20;
+const BLOCK: usize = 1 << 20;
 const FIRST_BLOCK: usize = 64 << 10;
 /// Blocks each scanner keeps ready for the checker: bounds memory to a few blocks.
 const AHEAD: usize = 1;
@@ -302,7 +302,7 @@ fn consume(
 /// Streams a JSONL history into `visit` like [`crate::scan::for_each_view`] (same
 /// entries in the same order, same errors): one thread reads blocks of whole lines,
 /// [`SCANNERS`] threads scan them, and `visit` runs on this thread over the blocks
-/// in file order. Memory: a few 4 MiB blocks and their entries per scanner.
+/// in file order. Memory: a few 1 MiB blocks and their entries per scanner.
 pub fn for_each_view_par<R: Read + Send>(
     input: R,
     mut visit: impl FnMut(&OpView<'_>),
