@@ -35,16 +35,16 @@ fn guard(test: &str) -> Option<(lab::LabLock, LabDown)> {
     Some((lock, LabDown))
 }
 
-/// One short run: the primary is isolated from 3 s to 9 s, the failover promotes a
-/// standby ~4-5 s into it, the heal lets the supervisor rewind the old primary during
+/// One short run: the primary is isolated from 3.5 s to 10.5 s, the failover promotes
+/// a standby ~4-5 s into it, the heal lets the supervisor rewind the old primary during
 /// the recovery wait.
 fn run(mode: &str, results: &Path) -> (i32, Value, String) {
     let out = Command::new(splitbrain())
         .env(lab::LOCK_HELD_ENV, "1")
         .args(["test", "--system", &format!("postgres:{mode}")])
         .args(["--workload", "set", "--nemesis", "partition"])
-        .args(["--time-limit", "10s", "--nemesis-interval", "6s"])
-        .args(["--recovery-time", "6s", "--concurrency", "10"])
+        .args(["--time-limit", "11s", "--nemesis-interval", "7s"])
+        .args(["--recovery-time", "7s", "--concurrency", "10"])
         .args(["--seed", "3"])
         .arg("--results-dir")
         .arg(results)
@@ -84,21 +84,25 @@ fn async_loses_acknowledged_writes_on_failover_and_sync_all_loses_none() {
     let lw = &checker(&r, "lost-writes")["details"];
     assert_eq!(code, 1, "async must be invalid:\n{out}");
     assert!(out.contains("promoting"), "no failover happened:\n{out}");
+    let count = |k: &str| lw[k].as_u64().unwrap_or(0);
+    let (lost, divergent) = (count("lost_count"), count("divergent_count"));
+    // The writes only the deposed n1 held: lost once it is rewound into a standby
+    // before the final reads (the usual case), divergent when its final read came first
+    // (a loaded machine can delay the rejoin past the recovery wait).
     assert!(
-        out.contains("rejoined as a standby"),
-        "old primary not rejoined:\n{out}"
+        lost + divergent > 0,
+        "async lost nothing: {} acknowledged",
+        count("acknowledged")
     );
-    let lost = lw["lost_count"].as_u64().unwrap();
-    assert!(lost > 0, "async lost nothing: {lw}");
-    // What was lost was acknowledged by the isolated old primary, n1.
+    let mut missing = lw["lost"].as_array().unwrap().clone();
+    missing.extend(lw["divergent"].as_array().unwrap().iter().cloned());
+    let not_n1: Vec<&Value> = missing.iter().filter(|w| w["acked_by"] != "n1").collect();
     assert!(
-        lw["lost"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|w| w["acked_by"] == "n1"),
-        "lost writes not all acked by n1: {}",
-        lw["lost"]
+        not_n1.is_empty(),
+        "{} of {} missing writes were not acked by n1, e.g. {}",
+        not_n1.len(),
+        missing.len(),
+        not_n1[0]
     );
     let version = r["environment"]["system_version"]
         .as_str()
@@ -111,8 +115,8 @@ fn async_loses_acknowledged_writes_on_failover_and_sync_all_loses_none() {
     let (code, r, out) = run("sync-all", &dir.path().join("sync-all"));
     let lw = &checker(&r, "lost-writes")["details"];
     assert!(out.contains("promoting"), "no failover happened:\n{out}");
-    assert_eq!(lw["lost_count"], 0, "sync-all lost writes: {lw}");
-    assert_eq!(lw["divergent_count"], 0, "{lw}");
+    assert_eq!(lw["lost_count"], 0, "sync-all lost writes: {}", lw["lost"]);
+    assert_eq!(lw["divergent_count"], 0, "{}", lw["divergent"]);
     assert!(lw["acknowledged"].as_u64().unwrap() > 100, "{lw}");
     assert!(
         lw["indeterminate"].as_u64().unwrap() > 0,

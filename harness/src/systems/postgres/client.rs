@@ -12,9 +12,10 @@
 use super::sql::{self, first_row, STATUS_SQL};
 use crate::systems::{Outcome, SystemClient};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 use workloads::{Invocation, OpFn};
 
 /// Tables the workloads use (created on the primary at setup).
@@ -29,7 +30,35 @@ struct Session {
     node: String,
     /// Its timeline when we connected (a primary's timeline does not change).
     timeline: u64,
+    /// Statements prepared on this connection, by their text: one round trip per op.
+    stmts: HashMap<&'static str, Statement>,
 }
+
+impl Session {
+    /// The statement for `text`, prepared once per connection. Preparing runs nothing:
+    /// an error here means the op was not sent.
+    async fn prepared(
+        &mut self,
+        text: &'static str,
+        deadline: Instant,
+    ) -> Result<Statement, String> {
+        if let Some(st) = self.stmts.get(text) {
+            return Ok(st.clone());
+        }
+        let st = bounded(deadline, self.client.prepare(text))
+            .await?
+            .map_err(|e| format!("preparing: {e}"))?;
+        self.stmts.insert(text, st.clone());
+        Ok(st)
+    }
+}
+
+const INSERT_SET: &str = "INSERT INTO sb_set (key, element) VALUES ($1, $2)";
+const CAS: &str = "UPDATE sb_register SET value = $3 WHERE key = $1 AND value = $2";
+const UPSERT: &str = "INSERT INTO sb_register (key, value) VALUES ($1, $2) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+const READ_SET: &str = "SELECT element FROM sb_set WHERE key = $1 ORDER BY element";
+const READ_REGISTER: &str = "SELECT value FROM sb_register WHERE key = $1";
 
 pub struct PgClient {
     /// This client's node.
@@ -60,7 +89,7 @@ impl PgClient {
     }
 
     /// A read-write session; `Err` (nothing sent) when no node is read-write.
-    async fn primary(&mut self, deadline: Instant) -> Result<&Session, String> {
+    async fn primary(&mut self, deadline: Instant) -> Result<&mut Session, String> {
         if self.session.as_ref().is_some_and(|s| s.client.is_closed()) {
             self.session = None;
         }
@@ -89,6 +118,7 @@ impl PgClient {
                             client: c,
                             node: s.name,
                             timeline: s.timeline,
+                            stmts: HashMap::new(),
                         });
                         break;
                     }
@@ -101,7 +131,7 @@ impl PgClient {
             }
         }
         self.session
-            .as_ref()
+            .as_mut()
             .ok_or_else(|| "no read-write node".to_string())
     }
 
@@ -201,38 +231,21 @@ impl PgClient {
             Ok(s) => s,
             Err(error) => return Outcome::Fail { error },
         };
-        let r = match (inv.f, from) {
-            (OpFn::Add, _) => {
-                bounded(
-                    deadline,
-                    s.client.execute(
-                        "INSERT INTO sb_set (key, element) VALUES ($1, $2)",
-                        &[&key, &value],
-                    ),
-                )
-                .await
+        let text = match (inv.f, from) {
+            (OpFn::Add, _) => INSERT_SET,
+            (OpFn::Cas, Some(_)) => CAS,
+            _ => UPSERT,
+        };
+        let st = match s.prepared(text, deadline).await {
+            Ok(st) => st,
+            Err(error) => {
+                self.session = None;
+                return Outcome::Fail { error };
             }
-            (OpFn::Cas, Some(from)) => {
-                bounded(
-                    deadline,
-                    s.client.execute(
-                        "UPDATE sb_register SET value = $3 WHERE key = $1 AND value = $2",
-                        &[&key, &from, &value],
-                    ),
-                )
-                .await
-            }
-            _ => {
-                bounded(
-                    deadline,
-                    s.client.execute(
-                        "INSERT INTO sb_register (key, value) VALUES ($1, $2) \
-                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        &[&key, &value],
-                    ),
-                )
-                .await
-            }
+        };
+        let r = match from {
+            Some(from) => bounded(deadline, s.client.execute(&st, &[&key, &from, &value])).await,
+            None => bounded(deadline, s.client.execute(&st, &[&key, &value])).await,
         };
         let outcome = match r {
             Err(error) => Outcome::Info { error },
@@ -252,49 +265,56 @@ impl PgClient {
     }
 
     async fn read(&mut self, inv: &Invocation, key: &str, deadline: Instant) -> Outcome {
-        // Final reads show what this node holds; others ask the read-write node.
-        let own_name = self.node.clone();
-        let (client, node) = if inv.is_final {
+        let text = if inv.f == OpFn::Read {
+            READ_SET
+        } else {
+            READ_REGISTER
+        };
+        // Final reads show what this node holds; others ask the read-write node (with
+        // its prepared statement).
+        let (client, st, node) = if inv.is_final {
+            let own_name = self.node.clone();
             match self.own(deadline).await {
-                Ok(c) => (c, own_name),
+                Ok(c) => (c, None, own_name),
                 Err(error) => return Outcome::Fail { error },
             }
         } else {
-            match self.primary(deadline).await {
-                Ok(s) => (&s.client, s.node.clone()),
+            let prepared = match self.primary(deadline).await {
+                Ok(s) => s.prepared(text, deadline).await,
                 Err(error) => return Outcome::Fail { error },
+            };
+            match (prepared, self.session.as_ref()) {
+                (Ok(st), Some(s)) => (&s.client, Some(st), s.node.clone()),
+                (Err(error), _) => {
+                    self.session = None;
+                    return Outcome::Fail { error };
+                }
+                (Ok(_), None) => {
+                    return Outcome::Fail {
+                        error: "no read-write node".into(),
+                    }
+                }
             }
         };
-        let r = if inv.f == OpFn::Read {
-            bounded(
-                deadline,
-                client.query(
-                    "SELECT element FROM sb_set WHERE key = $1 ORDER BY element",
-                    &[&key],
-                ),
-            )
-            .await
-            .map(|r| {
-                r.and_then(|rows| {
+        let rows = match &st {
+            Some(st) => bounded(deadline, client.query(st, &[&key])).await,
+            None => bounded(deadline, client.query(text, &[&key])).await,
+        };
+        let r = rows.map(|r| {
+            r.and_then(|rows| {
+                if inv.f == OpFn::Read {
                     rows.iter()
                         .map(|row| row.try_get::<_, i64>(0))
                         .collect::<Result<Vec<i64>, _>>()
                         .map(|v| json!(v))
-                })
+                } else {
+                    match rows.first() {
+                        None => Ok(Value::Null),
+                        Some(row) => row.try_get::<_, Option<i64>>(0).map(|v| json!(v)),
+                    }
+                }
             })
-        } else {
-            bounded(
-                deadline,
-                client.query_opt("SELECT value FROM sb_register WHERE key = $1", &[&key]),
-            )
-            .await
-            .map(|r| {
-                r.and_then(|row| match row {
-                    None => Ok(Value::Null),
-                    Some(row) => row.try_get::<_, Option<i64>>(0).map(|v| json!(v)),
-                })
-            })
-        };
+        });
         match r {
             Ok(Ok(value)) => Outcome::Ok {
                 value,

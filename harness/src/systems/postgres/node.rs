@@ -246,7 +246,7 @@ pub fn standby_script(l: &Layout, node: &NodeSpec, primary_host: &str, lab: bool
 /// Whether this node reaches `host`'s postmaster (from its own namespace): exit 0 yes.
 pub fn reaches_script(host: &str) -> String {
     format!(
-        "{} -q -U postgres -d postgres -h {} -p {PORT} -t 2",
+        "{} -q -U postgres -d postgres -h {} -p {PORT} -t 1",
         sh_quote(&bin("pg_isready")),
         sh_quote(host)
     )

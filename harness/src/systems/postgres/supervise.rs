@@ -18,7 +18,9 @@ use crate::control::Remote;
 use crate::runner::stop::Stop;
 use crate::systems::NodeHandle;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_postgres::Client;
 
 /// How long a majority must report the primary lost before a promotion.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -26,7 +28,7 @@ pub const GRACE: Duration = Duration::from_secs(2);
 pub const COOLDOWN: Duration = Duration::from_secs(6);
 const TICK: Duration = Duration::from_millis(300);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-const REJOIN_RETRY: Duration = Duration::from_secs(3);
+const REJOIN_RETRY: Duration = Duration::from_secs(1);
 
 /// A promotion the supervisor decided on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +139,7 @@ pub async fn run(mode: Mode, lab: bool, faketime: bool, nodes: Vec<NodeHandle>, 
     let names: Vec<String> = nodes.iter().map(|n| n.spec.name.clone()).collect();
     let mut f = Failover::new(mode, names, first.spec.name.clone());
     let mut last_rejoin: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut conns: BTreeMap<String, Arc<Client>> = BTreeMap::new();
     let host_of = |name: &str| {
         nodes
             .iter()
@@ -144,7 +147,7 @@ pub async fn run(mode: Mode, lab: bool, faketime: bool, nodes: Vec<NodeHandle>, 
             .map(|n| n.spec.host.clone())
     };
     while !stop.sleep(TICK).await {
-        let statuses = probe_all(&nodes).await;
+        let statuses = probe_all(&nodes, &mut conns).await;
         if let Some(p) = f.decide(&statuses, Instant::now()) {
             promote(&f, &p, &nodes).await;
         }
@@ -224,16 +227,44 @@ pub async fn run(mode: Mode, lab: bool, faketime: bool, nodes: Vec<NodeHandle>, 
     }
 }
 
-async fn probe_all(nodes: &[NodeHandle]) -> BTreeMap<String, NodeStatus> {
+/// Every node's status, over connections kept from one tick to the next (a new
+/// connection forks a backend: five per tick would load the nodes under test).
+async fn probe_all(
+    nodes: &[NodeHandle],
+    conns: &mut BTreeMap<String, Arc<Client>>,
+) -> BTreeMap<String, NodeStatus> {
     let mut set = tokio::task::JoinSet::new();
     for n in nodes {
         let (name, host) = (n.spec.name.clone(), n.spec.host.clone());
-        set.spawn(async move { (name, sql::probe(&host, PROBE_TIMEOUT).await) });
+        let kept = conns.get(&name).filter(|c| !c.is_closed()).cloned();
+        set.spawn(async move {
+            let c = match kept {
+                Some(c) => c,
+                None => match sql::connect(&host, "splitbrain-supervisor", PROBE_TIMEOUT).await {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => return (name, None, Err(e)),
+                },
+            };
+            let status = sql::first_row(&c, sql::STATUS_SQL, PROBE_TIMEOUT)
+                .await
+                .and_then(|r| sql::parse_status(&r));
+            (name, Some(c), status)
+        });
     }
     let mut out = BTreeMap::new();
     while let Some(r) = set.join_next().await {
-        if let Ok((name, Ok(s))) = r {
-            out.insert(name, s);
+        let Ok((name, conn, status)) = r else {
+            continue;
+        };
+        match (conn, status) {
+            (Some(c), Ok(s)) => {
+                conns.insert(name.clone(), c);
+                out.insert(name, s);
+            }
+            // A probe that failed or timed out: start afresh next time.
+            _ => {
+                conns.remove(&name);
+            }
         }
     }
     out
