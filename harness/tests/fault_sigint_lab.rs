@@ -1,8 +1,14 @@
-//! SIGINT while a scheduled fault is active (`--nemesis partition,packet`, faults
-//! 20 s long): the run stops, heals every node and tears down, exits 2 (unknown);
-//! afterwards no rule of ours (partition or packet loss chain) and no zoo process is
-//! left on any node. Needs root (skips otherwise; fails under `CI=true`); holds the
-//! lab lock and takes the lab down at the end, also on failure.
+//! The exit paths that are not a normal end, each with a fault in effect:
+//!
+//! - SIGINT while a scheduled fault is active (`--nemesis partition,packet`, faults
+//!   20 s long): the run stops, heals every node and tears down, exits 2 (unknown).
+//! - A panic in the run body (the nemesis panics right after its first partition,
+//!   through the test-only `SPLITBRAIN_TEST_PANIC_AFTER_FAULT=1`): the panic goes
+//!   through the body to the catch around it, which heals and tears down; exit 3.
+//!
+//! After each, no rule of ours (partition or packet loss chain), no zoo process and
+//! no fault marker is left on any node. Needs root (skips otherwise; fails under
+//! `CI=true`); holds the lab lock and takes the lab down at the end, also on failure.
 
 mod lab_support;
 
@@ -63,7 +69,9 @@ fn sigint_during_a_scheduled_fault_heals_every_node() {
         .arg("--zoo-binary")
         .arg(&zoo)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        // A file, not a pipe: nobody reads a pipe while the run goes on, and a
+        // full one would block the run.
+        .stderr(std::fs::File::create(results.path().join("stderr.txt")).unwrap())
         .spawn()
         .unwrap();
     let mut guard = Child(Some(child));
@@ -78,6 +86,7 @@ fn sigint_during_a_scheduled_fault_heals_every_node() {
             break l.to_string();
         }
         assert!(t.elapsed() < Duration::from_secs(240), "no fault started");
+        exited_early(&mut guard, results.path());
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(
@@ -86,10 +95,11 @@ fn sigint_during_a_scheduled_fault_heals_every_node() {
     );
     let child = guard.0.take().unwrap();
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut child = child;
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(results.path().join("stderr.txt")).unwrap_or_default();
     assert_eq!(
-        out.status.code(),
+        status.code(),
         Some(2),
         "interrupted runs are unknown\n{stderr}"
     );
@@ -104,4 +114,97 @@ fn sigint_during_a_scheduled_fault_heals_every_node() {
         "zoo processes left: {}",
         String::from_utf8_lossy(&ps.stdout)
     );
+    assert_nothing_left("after SIGINT");
+
+    panic_in_the_run_body_still_heals_and_tears_down();
+}
+
+/// Fails with the run's stderr when it ended before its fault started.
+fn exited_early(guard: &mut Child, results: &std::path::Path) {
+    let c = guard.0.as_mut().unwrap();
+    if let Ok(Some(status)) = c.try_wait() {
+        let err = std::fs::read_to_string(results.join("stderr.txt")).unwrap_or_default();
+        panic!("the run ended ({status}) before its fault started:\n{err}");
+    }
+}
+
+/// No rule, no zoo process, no fault marker on any node.
+fn assert_nothing_left(what: &str) {
+    assert_eq!(our_rules(), Vec::<String>::new(), "rules left {what}");
+    let ps = Command::new("pgrep")
+        .args(["-f", "lab/work/n[0-9]+/zoo/bin/zoo"])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "zoo processes left {what}: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+    for i in 1..=lab_support::NODES {
+        let dir = format!("{}/work/n{i}/faults", lab::DEFAULT_STATE_DIR);
+        assert!(!std::path::Path::new(&dir).exists(), "{dir} left {what}");
+    }
+}
+
+fn panic_in_the_run_body_still_heals_and_tears_down() {
+    let results = tempfile::tempdir().unwrap();
+    let child = Command::new(splitbrain())
+        .env(lab::LOCK_HELD_ENV, "1")
+        .env("SPLITBRAIN_TEST_PANIC_AFTER_FAULT", "1")
+        .args([
+            "test",
+            "--nemesis",
+            "partition",
+            "--nemesis-interval",
+            "2s",
+            "--time-limit",
+            "5s",
+            "--seed",
+            "3",
+        ])
+        .arg("--results-dir")
+        .arg(results.path())
+        .arg("--zoo-binary")
+        .arg(splitbrain().with_file_name("zoo"))
+        .stdout(Stdio::null())
+        // A file, not a pipe: nobody reads a pipe while the run goes on, and a
+        // full one would block the run.
+        .stderr(std::fs::File::create(results.path().join("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut guard = Child(Some(child));
+    let history = results.path().join("latest/history.jsonl");
+    let t = Instant::now();
+    // The partition is in place once the nemesis records it (the panic follows it).
+    loop {
+        let text = std::fs::read_to_string(&history).unwrap_or_default();
+        if text.contains("\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"start-partition\"") {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(240),
+            "no partition started"
+        );
+        exited_early(&mut guard, results.path());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let child = guard.0.take().unwrap();
+    let mut child = child;
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(results.path().join("stderr.txt")).unwrap_or_default();
+    assert!(
+        stderr.contains("test-only panic with a fault in effect"),
+        "the nemesis panicked: {stderr}"
+    );
+    assert!(stderr.contains("failed unexpectedly"), "{stderr}");
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "a panic is a harness failure\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("warning: heal failed"),
+        "heal after the panic: {stderr}"
+    );
+    assert_nothing_left("after a panic in the run body");
 }

@@ -354,7 +354,12 @@ async fn run_body<S: System>(
     }
     nemesis_stop.stop();
     forward.abort();
-    let faults = nem.await.context("nemesis task failed")??;
+    // A panic in the nemesis (a bug) goes on through the body as a panic, to the
+    // catch around it that still heals and tears down.
+    let faults = match nem.await {
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        r => r.context("nemesis task failed")??,
+    };
     anyhow::ensure!(client_errors.is_empty(), "{}", client_errors.join("; "));
     generator::record_phase(&recorder, Phase::Heal)?;
     let mut heal = nemesis::heal_all(handles).await;

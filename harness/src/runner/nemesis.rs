@@ -353,6 +353,7 @@ pub async fn run_nemesis<S: System>(t: NemesisTask<S>) -> anyhow::Result<Vec<Fau
             let kind = fault_schedule::pick_kind(&kinds, &mut rng);
             t.apply(kind, &mut rng).await?
         };
+        panic_if_testing();
         let left = t.deadline.saturating_duration_since(Instant::now());
         t.stop.sleep(t.interval.min(left)).await;
         faults.push(t.undo(applied).await?);
@@ -361,6 +362,18 @@ pub async fn run_nemesis<S: System>(t: NemesisTask<S>) -> anyhow::Result<Vec<Fau
         }
     }
     Ok(faults)
+}
+
+/// Test-only (`fault_panic_lab.rs`): with `SPLITBRAIN_TEST_PANIC_AFTER_FAULT=1` in
+/// the environment the nemesis panics right after its first fault is applied, so a
+/// test can prove that a panic (a bug) still ends in heal and teardown. Ignored
+/// unless set to exactly `1`; not a flag and not meant for users.
+pub const TEST_PANIC_ENV: &str = "SPLITBRAIN_TEST_PANIC_AFTER_FAULT";
+
+fn panic_if_testing() {
+    if std::env::var(TEST_PANIC_ENV).is_ok_and(|v| v == "1") {
+        panic!("test-only panic with a fault in effect ({TEST_PANIC_ENV}=1)");
+    }
 }
 
 /// The `partition` nemesis: isolate the current master (a random node if none).
