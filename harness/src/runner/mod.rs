@@ -195,12 +195,12 @@ async fn run_in<S: System>(
     }
     let (stats, faults, final_read_failures, interrupted) = body?;
     eprintln!("splitbrain: checking the history");
-    let history = {
-        let f = std::fs::File::open(dir.file("history.jsonl"))?;
-        checkers::history::read_jsonl(std::io::BufReader::new(f))
-            .context("re-reading history.jsonl")?
-    };
-    let checkers = cfg.workload.analyse_with(&history, analysis);
+    // The set workload's checkers stream the file; the others read it whole.
+    let f = std::fs::File::open(dir.file("history.jsonl"))?;
+    let checkers = cfg
+        .workload
+        .analyse_jsonl(f, analysis)
+        .context("re-reading history.jsonl")?;
     let mut valid = checkers.iter().fold(Validity::Valid, |v, c| v.and(c.valid));
     if interrupted && valid == Validity::Valid {
         valid = Validity::Unknown;
