@@ -44,6 +44,8 @@ fn doctor(args: &[&str], results: &Path) -> (i32, Vec<Value>, String) {
     let out = Command::new(splitbrain())
         .arg("doctor")
         .args(args)
+        // Generous: the lab shares this machine with whatever else runs on it.
+        .args(["--ssh-connect-timeout", "30s"])
         .args(["--json", "--results-dir"])
         .arg(results)
         .output()
@@ -217,7 +219,7 @@ fn doctor_on_the_lab_and_on_a_node_without_iptables() {
     );
     let ipt = rows_of(&rows, "iptables");
     assert_eq!(ipt.len(), 1);
-    assert_eq!(ipt[0]["status"], "fail", "{:?}", ipt[0]);
+    assert_eq!(ipt[0]["status"], "fail", "{rows:#?}");
     assert!(
         ipt[0]["detail"].as_str().unwrap().contains("not found"),
         "{:?}",
