@@ -269,7 +269,7 @@ impl System for Postgres {
 }
 
 impl Postgres {
-    /// Signals the postmaster and all its backends: pausing only the postmaster would
+    /// Signals the postmaster and all its children: pausing only the postmaster would
     /// leave every backend and WAL sender serving.
     async fn group_signal(&self, node: &NodeHandle, sig: &str) -> anyhow::Result<()> {
         node.remote

@@ -1,8 +1,8 @@
 //! Shell text run on a node for PostgreSQL: where its files live, the install check,
 //! making a primary (initdb) or a standby (pg_basebackup -R), starting the postmaster
-//! as the `postgres` user with the node's options, stopping and signalling it as a
-//! process group, and rejoining a deposed primary as a standby (pg_rewind, else a new
-//! base backup). Every path and value is quoted with `sh_quote`.
+//! as the `postgres` user with the node's options, stopping and signalling the
+//! postmaster and its children, and rejoining a deposed primary as a standby
+//! (pg_rewind, else a new base backup). Every path and value is quoted with `sh_quote`.
 
 use super::conf::{self, command_options, primary_conninfo, sql_literal, Mode, BIN, PORT};
 use crate::control::sh_quote;
@@ -77,41 +77,62 @@ fn pm_function(l: &Layout) -> String {
 }
 
 /// Stops the postmaster and every backend at once (immediate shutdown, then SIGKILL
-/// to the process group after 5 s); resumes a paused group first.
+/// to it and its children after 5 s); resumes a paused one first.
 pub fn stop_script(l: &Layout) -> String {
     format!(
-        "{pm}; if p=$(pm); then kill -CONT -- -\"$p\" 2>/dev/null; kill -QUIT \"$p\" 2>/dev/null; \
+        "{pm}; if p=$(pm); then {cont} 2>/dev/null; kill -QUIT \"$p\" 2>/dev/null; \
          for i in $(seq 50); do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done; \
-         kill -KILL -- -\"$p\" 2>/dev/null; for i in $(seq 50); do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done; fi; \
+         {kill} 2>/dev/null; for i in $(seq 50); do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done; fi; \
          rm -f {pid}",
         pm = pm_function(l),
-        pid = sh_quote(&l.pid)
+        pid = sh_quote(&l.pid),
+        cont = group_kill("CONT"),
+        kill = group_kill("KILL"),
     )
 }
 
-/// Sends `sig` (`KILL`, `STOP`, `CONT`) to the postmaster's process group (pg_ctl
-/// starts it as a session leader, so the group is the postmaster and its backends).
+/// Sends `sig` (`KILL`, `STOP`, `CONT`) to the postmaster and its children; KILL
+/// waits until the postmaster is gone.
 pub fn signal_script(l: &Layout, sig: &str) -> String {
     let missing = sh_quote(&format!(
         "no running postgres: pid file {} missing or stale",
         l.pid
     ));
-    let wait = if sig == "KILL" {
-        "; for i in $(seq 50); do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done"
-    } else {
-        ""
-    };
     if sig == "CONT" {
         return format!(
-            "{pm}; if p=$(pm); then kill -CONT -- -\"$p\" 2>/dev/null || true; fi",
+            "{pm}; if p=$(pm); then {} 2>/dev/null || true; fi",
+            group_kill("CONT"),
             pm = pm_function(l)
         );
     }
+    let wait = if sig == "KILL" {
+        format!(
+            "; for i in $(seq 50); do {GONE} && break; sleep 0.1; done; \
+             if ! {GONE}; then echo \"postgres (pid $p) still alive after SIGKILL\" >&2; exit 3; fi"
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{pm}; p=$(pm) || {{ echo {missing} >&2; exit 3; }}; kill -{sig} -- -\"$p\"{wait}",
+        "{pm}; p=$(pm) || {{ echo {missing} >&2; exit 3; }}; {}{wait}",
+        group_kill(sig),
         pm = pm_function(l)
     )
 }
+
+/// Signals the postmaster `$p` and its children (by parent pid). Not the process
+/// group: every PostgreSQL child calls `setsid()` and leads a group of its own.
+fn group_kill(sig: &str) -> String {
+    // The children are listed before the postmaster is signalled: once it is killed
+    // they are re-parented and no longer found by its pid.
+    format!(
+        "c=$(pgrep -P \"$p\" | tr '\\n' ' '); kill -{sig} \"$p\" && {{ [ -z \"$c\" ] || kill -{sig} $c 2>/dev/null || true; }}"
+    )
+}
+
+/// Shell test that `$p` is gone (a zombie counts as gone).
+const GONE: &str =
+    "{ s=$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -c1); [ -z \"$s\" ] || [ \"$s\" = Z ]; }";
 
 /// A fresh base dir owned by `postgres`. On the lab, directories above it that the
 /// `postgres` user cannot traverse get search permission (x) for others, nothing more;
@@ -316,9 +337,32 @@ mod tests {
         assert!(sb.contains("chmod o+x"));
         assert!(!standby_script(&l, &node(), "10.77.77.11", false).contains("chmod o+x"));
         // Group signals, never by name.
-        assert!(signal_script(&l, "STOP").contains("kill -STOP -- -\"$p\""));
+        let stop = signal_script(&l, "STOP");
+        assert!(stop.contains("kill -STOP \"$p\" && ") && stop.contains("pgrep -P"));
         assert!(!stop_script(&l).contains("pkill"));
         assert!(rejoin_script(&l, &node(), "10.77.77.13").contains("pg_rewind"));
+    }
+
+    /// The signal reaches the parent and each of its children, in `sh` (dash).
+    #[test]
+    fn signal_reaches_parent_and_children() {
+        let script = format!(
+            "sh -c 'sleep 30 & sleep 30 & wait' >/dev/null 2>&1 & p=$!; pp=$p; sleep 0.3; kids=$(pgrep -P \"$p\" | tr '\\n' ' '); \
+             {}; sleep 0.3; alive=''; for q in $p $kids; do p=$q; {GONE} || alive=\"$alive $q\"; done; \
+             [ -n \"$kids\" ] && [ -z \"$alive\" ] && echo dead || {{ kill -KILL $pp $kids 2>/dev/null; echo \"alive:$alive children:$kids\"; }}",
+            group_kill("KILL")
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("sh runs");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "dead",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The scripts are valid shell (parsed by `sh -n`, not run).
