@@ -277,6 +277,59 @@ mod tests {
         }
     }
 
+    /// Runs [`heal_qdisc_script`] with a stand-in `tc` that prints `show` and
+    /// records every other call; returns the recorded calls and the final `$rc`.
+    fn heal_qdiscs_with(show: &str, del_fails: bool) -> (String, String) {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("nemesis-tc-{}-{del_fails}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("show"), show).unwrap();
+        let tc = d.join("tc");
+        std::fs::write(
+            &tc,
+            format!(
+                "#!/bin/sh\nif [ \"$1 $2\" = 'qdisc show' ]; then cat {d}/show; exit 0; fi\necho \"$*\" >> {d}/calls\n{fail}\n",
+                d = d.display(),
+                fail = if del_fails { "exit 2" } else { "exit 0" }
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&tc, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!(
+            "{}:{}",
+            d.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("rc=0\n{}\necho \"rc=$rc\"", heal_qdisc_script()))
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        let calls = std::fs::read_to_string(d.join("calls")).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&d);
+        (
+            calls,
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
+    }
+
+    #[test]
+    fn qdisc_heal_deletes_only_our_root_qdisc_and_reports_a_failed_delete() {
+        let show = "qdisc noqueue 0: dev lo root refcnt 2\n\
+                    qdisc prio 5b00: dev eth0 root refcnt 2 bands 4 priomap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n\
+                    qdisc netem 5b40: dev eth0 parent 5b00:4 limit 1000 delay 50ms\n\
+                    qdisc prio 1: dev eth1 root refcnt 2 bands 3\n\
+                    qdisc prio 5b00: dev eth2 parent 1:1 bands 4\n";
+        let (calls, rc) = heal_qdiscs_with(show, false);
+        assert_eq!(calls, "qdisc del dev eth0 root\n");
+        assert_eq!(rc, "rc=0");
+        let (calls, rc) = heal_qdiscs_with("qdisc noqueue 0: dev lo root refcnt 2\n", false);
+        assert_eq!((calls.as_str(), rc.as_str()), ("", "rc=0"));
+        let (_, rc) = heal_qdiscs_with(show, true);
+        assert_eq!(rc, "rc=3");
+    }
+
     #[test]
     fn netem_filters_only_peers_and_fallback_refuses_what_it_cannot_do() {
         let peers = vec!["10.77.77.12".to_string(), "10.77.77.13".to_string()];
