@@ -44,6 +44,11 @@ pub struct Etcd {
     members: SharedMembers,
     addrs: Mutex<HashMap<String, SocketAddr>>,
     pub connect_timeout: Duration,
+    /// This run's `initial-cluster-token`: a member set up fresh while an earlier
+    /// cluster still runs on the other nodes (a run with `--leave-db-running`, a
+    /// crashed controller) gets a new member id instead of being refused as
+    /// "already bootstrapped" by the old peers.
+    token: String,
 }
 
 impl Etcd {
@@ -65,6 +70,12 @@ impl Etcd {
             members: SharedMembers::default(),
             addrs: Mutex::new(HashMap::new()),
             connect_timeout: Duration::from_secs(1),
+            token: format!(
+                "splitbrain-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ),
         })
     }
 
@@ -123,7 +134,7 @@ impl Etcd {
              advertise-client-urls: 'http://{host}:{CLIENT_PORT}'\n\
              initial-cluster: '{cluster}'\n\
              initial-cluster-state: 'new'\n\
-             initial-cluster-token: 'splitbrain-etcd'\n\
+             initial-cluster-token: '{token}'\n\
              heartbeat-interval: {HEARTBEAT_MS}\n\
              election-timeout: {ELECTION_MS}\n\
              enable-v2: false\n\
@@ -133,6 +144,7 @@ impl Etcd {
             name = node.name,
             dir = self.dir(node),
             host = node.host,
+            token = self.token,
         )
     }
 
@@ -446,6 +458,9 @@ mod tests {
             c.contains("enable-grpc-gateway: true\n"),
             "a config file turns the gateway off unless asked"
         );
+        assert!(c.contains(&format!("initial-cluster-token: '{}'\n", e.token)));
+        let again = Etcd::new(&opts("raft", true, false)).unwrap();
+        assert_ne!(e.token, again.token, "each run bootstraps its own cluster");
         assert_eq!(
             e.pid_file(&all[0]),
             "/var/lib/splitbrain/lab/work/n1/etcd/etcd.pid"
