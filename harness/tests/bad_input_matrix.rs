@@ -323,10 +323,14 @@ fn every_bad_input_is_one_line_exit_3_no_panic() {
         ),
     ];
     let home = tempfile::tempdir().unwrap();
+    // Cases without --results-dir would write under `results/` of the working
+    // directory: run them in a scratch one, never in the source tree.
+    let cwd = tempfile::tempdir().unwrap();
     let mut doc_rows = Vec::new();
     for c in &mut cases {
         let out = Command::new(env!("CARGO_BIN_EXE_splitbrain"))
             .args(&c.args)
+            .current_dir(cwd.path())
             .envs(c.env.iter().cloned())
             .env("HOME", home.path()) // no default keys, no agent
             .env_remove("SSH_AUTH_SOCK")
