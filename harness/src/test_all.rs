@@ -183,6 +183,10 @@ pub fn row(cell: &Cell, outcome: &RunOutcome) -> Row {
         .unwrap_or_else(|| "-".into());
     let dual = find(&r.checkers, "dual-master")
         .map(|c| {
+            // A masterless system (a ring): the question does not apply.
+            if c.details.get("applicable") == Some(&Value::Bool(false)) {
+                return "n/a".to_string();
+            }
             let bad = num(&c.details, "both_accepted_writes").unwrap_or(0)
                 + num(&c.details, "same_term").unwrap_or(0);
             let same = num(&c.details, "same_term").unwrap_or(0);
