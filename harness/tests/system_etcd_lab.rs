@@ -19,30 +19,11 @@ mod lab_support;
 use harness::config::FaultKind;
 use harness::lab;
 use harness::runner::fault_schedule;
-use lab_support::{heal_and_down, our_rules, splitbrain};
+use lab_support::{guard, our_rules, splitbrain};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-struct LabDown;
-
-impl Drop for LabDown {
-    fn drop(&mut self) {
-        heal_and_down();
-    }
-}
-
-fn guard(test: &str) -> Option<(lab::LabLock, LabDown)> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    if unsafe { libc::geteuid() } != 0 {
-        assert!(!ci, "{test}: CI=true but not root; the lab tests need root");
-        eprintln!("{test}: skipped: needs root for network namespaces");
-        return None;
-    }
-    let lock = lab::exclusive_use(Duration::from_secs(900)).expect("lab lock");
-    Some((lock, LabDown))
-}
 
 /// Runs one seeded test; returns exit code, results.json, the run folder and output.
 fn run(workload: &str, nemesis: &str, seed: &str, results: &Path) -> (i32, Value, String) {

@@ -16,31 +16,10 @@
 mod lab_support;
 
 use harness::lab;
-use lab_support::{heal_and_down, our_rules, splitbrain};
+use lab_support::{guard, our_rules, splitbrain};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
-
-struct LabDown;
-
-impl Drop for LabDown {
-    fn drop(&mut self) {
-        heal_and_down();
-    }
-}
-
-fn guard(test: &str) -> Option<(lab::LabLock, LabDown)> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        assert!(!ci, "{test}: CI=true but not root; the lab tests need root");
-        eprintln!("{test}: skipped: needs root for network namespaces");
-        return None;
-    }
-    let lock = lab::exclusive_use(Duration::from_secs(900)).expect("lab lock");
-    Some((lock, LabDown))
-}
 
 /// One partition of the master from 4 s to 13 s; Sentinel converts the old master
 /// about 10 s after the heal (INFO every 10 s, then an 8 s grace; 10.0 s in three

@@ -69,6 +69,29 @@ pub fn our_rules() -> Vec<String> {
         .collect()
 }
 
+/// Heals and takes the lab down when dropped: at the end of a lab test, also a failed one.
+pub struct LabDown;
+
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        heal_and_down();
+    }
+}
+
+/// The lab for one test: its lock (waiting up to 15 minutes for other lab users) and
+/// the heal-then-down at the end. `None` when not root (a skip, said on stderr), which
+/// under `CI=true` is a failure instead.
+pub fn guard(test: &str) -> Option<(lab::LabLock, LabDown)> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(!ci, "{test}: CI=true but not root; the lab tests need root");
+        eprintln!("{test}: skipped: needs root for network namespaces");
+        return None;
+    }
+    let lock = lab::exclusive_use(std::time::Duration::from_secs(900)).expect("lab lock");
+    Some((lock, LabDown))
+}
+
 /// Heals every fault and takes the lab down; what every lab test's guard ends with.
 pub fn heal_and_down() {
     let _ = fault(&["heal"]);
