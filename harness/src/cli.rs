@@ -448,6 +448,11 @@ pub(crate) fn run_one(
         );
     }
     let (nodes, is_lab, _lab_lock) = resolve_nodes(args, &mut ssh, stop)?;
+    // A key file that cannot be read (or decrypted) is the user's input: say so before
+    // a results folder is made for a run that cannot start.
+    if ssh.private_key.is_some() {
+        crate::control::Credentials::load(&ssh)?;
+    }
     let opts = SystemOptions {
         spec: spec.clone(),
         lab: is_lab,

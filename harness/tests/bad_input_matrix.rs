@@ -371,6 +371,12 @@ fn every_bad_input_is_one_line_exit_3_no_panic() {
             shown(lines[0]).replace('|', "\\|")
         ));
     }
+    // Bad keys are refused before a results folder is made for a run that cannot start
+    // (the key cases are the ones without --results-dir, so they would land here).
+    assert!(
+        !cwd.path().join("results").exists(),
+        "a refused run left a results folder in the working directory"
+    );
     let doc_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/BAD-INPUT.md");
     if std::env::var("SPLITBRAIN_WRITE_DOCS").is_ok_and(|v| v == "1") {
         std::fs::write(&doc_path, render_doc(&doc_rows)).unwrap();
