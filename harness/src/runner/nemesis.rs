@@ -101,6 +101,19 @@ pub struct NemesisTask<S: System> {
     pub lab: bool,
 }
 
+/// A fault whose commands have run: what [`NemesisTask::started`] records.
+struct Started<'a> {
+    /// The history's name for the fault kind (`partition`, `clock`, ...).
+    f: &'a str,
+    /// The recorded invocation of the fault.
+    start: Op,
+    value: Value,
+    description: String,
+    grudge: Grudge,
+    targets: Vec<String>,
+    errors: Vec<String>,
+}
+
 /// A fault chosen and applied, to be undone after the interval.
 struct Applied {
     record: FaultRecord,
@@ -246,24 +259,42 @@ impl<S: System> NemesisTask<S> {
                 }
             }
         };
-        let mut done = value;
-        if !errors.is_empty() {
-            done["errors"] = json!(errors);
-        }
-        self.record(OpType::Info, &format!("start-{f}"), done)?;
-        if kind == FaultKind::Clock {
-            self.record_offsets().await?;
-        }
-        tracing::info!(%description, ?errors, "fault started");
-        Ok(Applied {
-            record: FaultRecord {
-                kind: f.to_string(),
-                topology: description,
+        self.started(
+            Started {
+                f,
+                start,
+                value,
+                description,
                 grudge,
                 targets,
-                start: start.time as f64 / 1e9,
-                end: None,
                 errors,
+            },
+            undo,
+        )
+        .await
+    }
+
+    /// Records that a fault has started (its errors, and every node's clock offset
+    /// after a clock fault) and returns it as applied, to be undone later.
+    async fn started(&self, s: Started<'_>, undo: Undo) -> anyhow::Result<Applied> {
+        let mut done = s.value;
+        if !s.errors.is_empty() {
+            done["errors"] = json!(s.errors);
+        }
+        self.record(OpType::Info, &format!("start-{}", s.f), done)?;
+        if matches!(undo, Undo::Clock) {
+            self.record_offsets().await?;
+        }
+        tracing::info!(description = %s.description, errors = ?s.errors, "fault started");
+        Ok(Applied {
+            record: FaultRecord {
+                kind: s.f.to_string(),
+                topology: s.description,
+                grudge: s.grudge,
+                targets: s.targets,
+                start: s.start.time as f64 / 1e9,
+                end: None,
+                errors: s.errors,
             },
             undo,
         })

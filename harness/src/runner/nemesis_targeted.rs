@@ -4,7 +4,7 @@
 //! other fault and undone by [`NemesisTask::undo`]. These are the fixed scenarios of
 //! the known-answer matrix, so every choice is either fixed or drawn from the seed.
 
-use super::{Applied, FaultRecord, NemesisTask, Undo};
+use super::{Applied, NemesisTask, Started, Undo};
 use crate::config::{TargetedFault, TargetedFault as T};
 use crate::fault::exec;
 use crate::systems::System;
@@ -130,27 +130,19 @@ pub(super) async fn apply<S: System>(
             errors
         }
     };
-    let mut done = value;
-    if !errors.is_empty() {
-        done["errors"] = json!(errors);
-    }
-    t.record(OpType::Info, &format!("start-{f}"), done)?;
-    if fault == T::ClockSkew {
-        t.record_offsets().await?;
-    }
-    tracing::info!(%description, ?errors, "targeted fault started");
-    Ok(Applied {
-        record: FaultRecord {
-            kind: f.to_string(),
-            topology: description,
+    t.started(
+        Started {
+            f,
+            start,
+            value,
+            description,
             grudge,
             targets,
-            start: start.time as f64 / 1e9,
-            end: None,
             errors,
         },
         undo,
-    })
+    )
+    .await
 }
 
 #[cfg(test)]
