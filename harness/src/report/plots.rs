@@ -61,6 +61,19 @@ where
     Ok(())
 }
 
+/// The series legend, in the upper right of every plot.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), Err> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(e)
+}
+
 fn finish(root: DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), Err> {
     root.present().map_err(e)
 }
@@ -150,13 +163,7 @@ pub fn latency(a: &Analysis) -> Result<String, Err> {
                     .legend(move |(x, y)| TriangleMarker::new((x, y), 4, c.filled()));
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(e)?;
+        legend(&mut chart)?;
         finish(root)?;
     }
     Ok(buf)
@@ -206,13 +213,7 @@ pub fn throughput(a: &Analysis) -> Result<String, Err> {
                 .label(outcome.name())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(e)?;
+        legend(&mut chart)?;
         finish(root)?;
     }
     Ok(buf)
@@ -347,13 +348,7 @@ pub fn clock(a: &Analysis) -> Result<String, Err> {
                 .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
                 .map_err(e)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(e)?;
+        legend(&mut chart)?;
         finish(root)?;
     }
     Ok(buf)
