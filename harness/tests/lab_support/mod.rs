@@ -80,8 +80,10 @@ impl Drop for LabDown {
 
 /// The lab for one test: its lock (waiting up to 15 minutes for other lab users) and
 /// the heal-then-down at the end. `None` when not root (a skip, said on stderr), which
-/// under `CI=true` is a failure instead.
-pub fn guard(test: &str) -> Option<(lab::LabLock, LabDown)> {
+/// under `CI=true` is a failure instead. The lab goes down before the lock is released:
+/// a tuple drops its fields in order, so `LabDown` comes first (with the lock first,
+/// the next lab user got the lock and then lost its lab to this test's `down`).
+pub fn guard(test: &str) -> Option<(LabDown, lab::LabLock)> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     if unsafe { libc::geteuid() } != 0 {
         assert!(!ci, "{test}: CI=true but not root; the lab tests need root");
@@ -89,7 +91,7 @@ pub fn guard(test: &str) -> Option<(lab::LabLock, LabDown)> {
         return None;
     }
     let lock = lab::exclusive_use(std::time::Duration::from_secs(900)).expect("lab lock");
-    Some((lock, LabDown))
+    Some((LabDown, lock))
 }
 
 /// Heals every fault and takes the lab down; what every lab test's guard ends with.
