@@ -1,6 +1,7 @@
 //! Control of nodes: SSH sessions kept open per node ([`Session`]), local execution on
 //! the controller ([`LocalExec`]), the whole cluster at once ([`Cluster`]), shell
-//! quoting ([`quote`]) and known_hosts handling ([`known_hosts`]).
+//! quoting ([`quote`]), known_hosts handling ([`known_hosts`]) and the reconnect
+//! backoff ([`backoff`]).
 //!
 //! Everything a test does to a node goes through the [`Remote`] trait: run a command
 //! with a deadline, upload a file, download a file.
@@ -13,6 +14,7 @@ use std::time::Duration;
 use crate::nodes::NodeSpec;
 
 mod auth;
+pub mod backoff;
 mod chan;
 mod cluster;
 mod error;
@@ -24,12 +26,13 @@ mod ssh;
 mod transfer;
 
 pub use auth::Credentials;
+pub use backoff::Backoff;
 pub use cluster::{Cluster, PerNode};
 pub use error::{ControlError, HostKeyProblem};
 pub use local::LocalExec;
 pub use options::{home_dir, SshOptions, StrictHostKeyChecking};
 pub use quote::{sh_quote, Cmd};
-pub use ssh::Session;
+pub use ssh::{ReconnectStats, Session};
 
 /// Most bytes kept of one command's stdout or stderr; more is an error, not a silent cut.
 pub const MAX_OUTPUT: usize = 64 << 20;

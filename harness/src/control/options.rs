@@ -73,6 +73,19 @@ pub struct SshOptions {
     pub command_timeout: Duration,
     /// Bound on one upload or download (default 600 s).
     pub transfer_timeout: Duration,
+    /// How long a session keeps re-establishing a lost connection, with backoff,
+    /// before a command fails (`None`: three connect timeouts, 30 s by default).
+    /// A command's own deadline bounds it too.
+    pub reconnect_budget: Option<Duration>,
+}
+
+impl SshOptions {
+    /// The reconnect budget in effect: [`SshOptions::reconnect_budget`] or three
+    /// connect timeouts.
+    pub fn reconnect_window(&self) -> Duration {
+        self.reconnect_budget
+            .unwrap_or(self.connect_timeout.saturating_mul(3))
+    }
 }
 
 /// The user's home directory, from `$HOME`.
@@ -98,6 +111,7 @@ impl Default for SshOptions {
             max_channels: 8,
             command_timeout: Duration::from_secs(60),
             transfer_timeout: Duration::from_secs(600),
+            reconnect_budget: None,
         }
     }
 }

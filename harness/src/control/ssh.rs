@@ -1,10 +1,14 @@
 //! [`Session`]: one SSH connection per node, kept open; every command is a channel on
 //! it, at most `max_channels` at once. Host keys are checked against known_hosts in
-//! the handshake; a connection that dies (keepalives unanswered, node rebooted) is
-//! re-established on the next command.
+//! the handshake; a connection that dies (keepalives unanswered, sshd killed, node
+//! rebooted) is re-established by the next command, retrying with bounded exponential
+//! backoff ([`Backoff::reconnect`]) within the session's reconnect budget and the
+//! command's own deadline, every attempt logged. A command cut by the loss is not
+//! re-run (it may have happened): it fails with [`ControlError::Disconnected`].
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -19,7 +23,7 @@ use super::chan::{self, ChanDone, ChanFailure, Sink};
 use super::error::{one_line, short_cmd, HostKeyProblem};
 use super::known_hosts::{self, HostKeyStatus, KnownHosts};
 use super::transfer::{download_command, temp_sibling, upload_script, with_remote_deadline};
-use super::{ControlError, ExecOutput, Remote, SshOptions, StrictHostKeyChecking};
+use super::{Backoff, ControlError, ExecOutput, Remote, SshOptions, StrictHostKeyChecking};
 use crate::nodes::NodeSpec;
 
 /// Serialises read-check-append of known_hosts files under accept-new.
@@ -119,13 +123,33 @@ impl client::Handler for Client {
     }
 }
 
+/// The connection in use, and when and why the last reconnect gave up (so commands
+/// that queued behind that reconnect fail at once instead of each waiting it out again).
+struct Conn {
+    handle: Arc<Handle<Client>>,
+    gave_up: Option<(Instant, String)>,
+}
+
 struct Inner {
     node: NodeSpec,
     label: String,
     opts: SshOptions,
     creds: Arc<Credentials>,
-    handle: Mutex<Arc<Handle<Client>>>,
+    conn: Mutex<Conn>,
     slots: Arc<Semaphore>,
+    /// Connections re-established.
+    reconnects: AtomicU64,
+    /// Connect attempts made to re-establish them, failed ones included.
+    reconnect_attempts: AtomicU64,
+}
+
+/// How often a session lost its connection and what it took to get it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReconnectStats {
+    /// Connections re-established.
+    pub reconnects: u64,
+    /// Connect attempts made for that, failed ones included.
+    pub attempts: u64,
 }
 
 /// A kept-open SSH connection to one node. Cheap to share behind an `Arc`; all methods
@@ -224,18 +248,43 @@ impl Session {
                 node: node.clone(),
                 opts: opts.clone(),
                 creds,
-                handle: Mutex::new(Arc::new(handle)),
+                conn: Mutex::new(Conn {
+                    handle: Arc::new(handle),
+                    gave_up: None,
+                }),
                 slots: Arc::new(Semaphore::new(opts.max_channels.max(1))),
+                reconnects: AtomicU64::new(0),
+                reconnect_attempts: AtomicU64::new(0),
             }),
         })
     }
 
-    /// Ends the connection politely. Later commands reconnect.
+    /// Ends the connection politely, waiting at most 5 s (a reconnect in progress or
+    /// a dead peer must not hold up a teardown). Later commands reconnect.
     pub async fn close(&self) {
-        let handle = self.inner.handle.lock().await.clone();
-        let _ = handle
-            .disconnect(russh::Disconnect::ByApplication, "", "en")
-            .await;
+        let polite = async {
+            let handle = self.inner.conn.lock().await.handle.clone();
+            let _ = handle
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await;
+        };
+        if tokio::time::timeout(Duration::from_secs(5), polite)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "{}: closing the connection took over 5s; left",
+                self.inner.label
+            );
+        }
+    }
+
+    /// Reconnects so far (for tests, diagnostics and harness.log).
+    pub fn reconnect_stats(&self) -> ReconnectStats {
+        ReconnectStats {
+            reconnects: self.inner.reconnects.load(Ordering::Relaxed),
+            attempts: self.inner.reconnect_attempts.load(Ordering::Relaxed),
+        }
     }
 
     /// Channels currently free (for tests and diagnostics).
@@ -264,13 +313,92 @@ impl Session {
 }
 
 impl Inner {
+    /// The open connection, re-established first if it was lost.
     async fn current(&self) -> Result<Arc<Handle<Client>>, ControlError> {
-        let mut guard = self.handle.lock().await;
-        if guard.is_closed() {
-            tracing::info!("{}: connection closed; reconnecting", self.label);
-            *guard = Arc::new(establish(&self.node, &self.opts, &self.creds).await?);
+        let asked = Instant::now();
+        let mut conn = self.conn.lock().await;
+        if !conn.handle.is_closed() {
+            return Ok(conn.handle.clone());
         }
-        Ok(guard.clone())
+        if let Some((at, why)) = &conn.gave_up {
+            if *at >= asked {
+                return Err(ControlError::Disconnected {
+                    node: self.label.clone(),
+                    reason: format!("connection lost and not re-established: {why}"),
+                });
+            }
+        }
+        match self.reconnect().await {
+            Ok(handle) => {
+                conn.handle = Arc::new(handle);
+                conn.gave_up = None;
+                Ok(conn.handle.clone())
+            }
+            Err(e) => {
+                conn.gave_up = Some((Instant::now(), e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Connects again, retrying what a rebooting or restarting node answers
+    /// (refused, reset, timed out, handshake cut) with backoff within the reconnect
+    /// budget; a rejected login or host key fails at once.
+    async fn reconnect(&self) -> Result<Handle<Client>, ControlError> {
+        let policy = Backoff::reconnect(self.opts.reconnect_window());
+        let started = Instant::now();
+        let mut n: u32 = 0;
+        tracing::warn!(
+            "{}: connection lost; reconnecting (budget {:.1}s)",
+            self.label,
+            policy.budget.as_secs_f64()
+        );
+        loop {
+            n += 1;
+            self.reconnect_attempts.fetch_add(1, Ordering::Relaxed);
+            let e = match establish(&self.node, &self.opts, &self.creds).await {
+                Ok(handle) => {
+                    self.reconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        "{}: reconnected at attempt {n} after {:.2}s",
+                        self.label,
+                        started.elapsed().as_secs_f64()
+                    );
+                    return Ok(handle);
+                }
+                Err(e) => e,
+            };
+            if !worth_retrying(&e) {
+                tracing::error!(
+                    "{}: reconnect attempt {n} refused for good: {e}",
+                    self.label
+                );
+                return Err(e);
+            }
+            match policy.next_wait_random(n, started.elapsed()) {
+                Some(wait) => {
+                    tracing::warn!(
+                        "{}: reconnect attempt {n} failed: {e}; next in {:.2}s",
+                        self.label,
+                        wait.as_secs_f64()
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                None => {
+                    let after = started.elapsed().as_secs_f64();
+                    tracing::error!(
+                        "{}: reconnect attempt {n} failed: {e}; giving up after {after:.1}s",
+                        self.label
+                    );
+                    return Err(ControlError::Disconnected {
+                        node: self.label.clone(),
+                        reason: format!(
+                            "gave up reconnecting after {n} attempts in {after:.1}s (last: {e})"
+                        ),
+                    });
+                }
+            }
+        }
     }
 
     async fn open(&self) -> Result<Channel<Msg>, ControlError> {
@@ -345,6 +473,20 @@ impl Inner {
                 },
             })
     }
+}
+
+/// Whether a failed connect may succeed later: a node that is rebooting or whose sshd
+/// restarts refuses, resets or ignores connections for a while. Rejected logins and
+/// host keys, and local key or known_hosts problems, do not heal by waiting.
+fn worth_retrying(e: &ControlError) -> bool {
+    matches!(
+        e,
+        ControlError::Unreachable { .. }
+            | ControlError::ConnectTimeout { .. }
+            | ControlError::Handshake { .. }
+            | ControlError::Disconnected { .. }
+            | ControlError::Channel { .. }
+    )
 }
 
 fn last_line(stderr: &[u8]) -> String {

@@ -92,6 +92,25 @@ fn current_user() -> String {
         .to_string()
 }
 
+/// Starts sshd in the foreground in its own process group, logging to `dir/sshd.log`.
+fn spawn_sshd(config_path: &Path, dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("sshd.log"))
+        .expect("sshd log");
+    use std::os::unix::process::CommandExt;
+    Command::new(SSHD)
+        .process_group(0)
+        .args(["-D", "-e", "-f"])
+        .arg(config_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {SSHD}: {e}"))
+}
+
 impl Sshd {
     pub fn start() -> Sshd {
         Sshd::start_with(SshdConfig::default())
@@ -139,17 +158,7 @@ impl Sshd {
             kh.push_str(&format!("[127.0.0.1]:{port} {t} {b}\n"));
         }
         std::fs::write(&known_hosts, kh).expect("write known_hosts");
-        let log = std::fs::File::create(d.join("sshd.log")).expect("sshd log");
-        use std::os::unix::process::CommandExt;
-        let child = Command::new(SSHD)
-            .process_group(0)
-            .args(["-D", "-e", "-f"])
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {SSHD}: {e}"));
+        let child = spawn_sshd(&config_path, d);
         let mut sshd = Sshd {
             dir,
             child,
@@ -183,6 +192,56 @@ impl Sshd {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// SIGKILLs the processes serving this server's open connections (sshd's
+    /// per-connection children), leaving the listener: the connections drop at once,
+    /// as when a node's sshd session dies. Returns how many were killed.
+    pub fn kill_sessions(&self) -> usize {
+        let children = |parent: i32| -> Vec<i32> {
+            let out = Command::new("pgrep")
+                .args(["-P", &parent.to_string()])
+                .output()
+                .expect("run pgrep");
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        };
+        // Every descendant (monitor, session process, the commands they run).
+        let mut pids = children(self.child.id() as i32);
+        let mut i = 0;
+        while i < pids.len() {
+            let more = children(pids[i]);
+            pids.extend(more);
+            i += 1;
+        }
+        for pid in &pids {
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        pids.len()
+    }
+
+    /// Stops the server and everything it serves, as a node going down does; new
+    /// connections are refused until [`Sshd::start_again`].
+    pub fn stop(&mut self) {
+        // Session processes call setsid(), so the group kill below misses them.
+        self.kill_sessions();
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port with the same keys (the node is back).
+    pub fn start_again(&mut self) {
+        self.child = spawn_sshd(&self.config_path, self.dir.path());
+        self.wait_ready();
     }
 
     pub fn log(&self) -> String {
@@ -239,6 +298,7 @@ impl Sshd {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
+        self.kill_sessions();
         // The whole group: the listener and its per-connection children.
         if let Ok(pid) = i32::try_from(self.child.id()) {
             unsafe {
