@@ -6,7 +6,7 @@
 use checkers::history::Op;
 use serde::Serialize;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -104,7 +104,11 @@ impl RunDir {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        fs::write(&tmp, text + "\n").map_err(io_err(&tmp))?;
+        if let Err(e) = fs::write(&tmp, text + "\n") {
+            // A full disk leaves a partial temp file: do not keep it.
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(&path)(e));
+        }
         fs::rename(&tmp, &path).map_err(io_err(&path))
     }
 }
@@ -127,19 +131,37 @@ struct Pending {
     /// Complete lines not yet written.
     buf: Vec<u8>,
     file: File,
+    /// Bytes of whole lines in the file.
+    written: u64,
     next_index: u64,
     /// The first write error, reported by the next `record`, `flush` or `sync`.
     failed: Option<String>,
 }
 
 impl Pending {
-    /// One `write(2)` of whole lines (more only if the kernel takes part of it).
+    /// One `write(2)` of whole lines (more only if the kernel takes part of it). When
+    /// the write fails part-way (a full disk takes what fits, then says ENOSPC), the
+    /// file is cut back to its last whole line, so it stays readable to that line.
     fn write_out(&mut self) {
         if self.buf.is_empty() || self.failed.is_some() {
             return;
         }
-        if let Err(e) = self.file.write_all(&self.buf) {
-            self.failed = Some(e.to_string());
+        match self.file.write_all(&self.buf) {
+            Ok(()) => self.written += self.buf.len() as u64,
+            Err(e) => {
+                let mut message = e.to_string();
+                let back = self
+                    .file
+                    .set_len(self.written)
+                    .and_then(|()| self.file.seek(SeekFrom::Start(self.written)));
+                if let Err(t) = back {
+                    message += &format!(
+                        "; cutting the file back to its last whole line ({} bytes) failed too: {t}",
+                        self.written
+                    );
+                }
+                self.failed = Some(message);
+            }
         }
         self.buf.clear();
     }
@@ -170,6 +192,7 @@ impl Recorder {
         let out = Arc::new(Mutex::new(Pending {
             buf: Vec::with_capacity(2 * FLUSH_BYTES),
             file,
+            written: 0,
             next_index: 0,
             failed: None,
         }));
@@ -233,6 +256,12 @@ impl Recorder {
             out.write_out();
         }
         Ok(op)
+    }
+
+    /// The write error that stopped the history, if one did: from then on every
+    /// `record` fails with it and the file ends at its last whole line.
+    pub fn failure(&self) -> Option<StoreError> {
+        self.failed(&lock(&self.out)).err()
     }
 
     pub fn len(&self) -> u64 {

@@ -5,6 +5,7 @@
 pub mod clients;
 pub mod fault_schedule;
 pub mod generator;
+pub mod heal;
 pub mod nemesis;
 pub mod stop;
 
@@ -174,9 +175,9 @@ async fn run_in<S: System>(
             )),
         }
     };
-    // Always: heal every node, fetch logs, stop the system.
-    let mut heal_errors = nemesis::heal_all(&handles).await;
-    heal_errors.extend(nemesis::heal_processes(&system, &handles).await);
+    // Always: heal every node (retrying a node that is down for a while), fetch
+    // logs, stop the system.
+    let heal_errors = heal::heal_with_retries(&system, &handles, heal::EXIT_HEAL_BUDGET).await;
     for e in &heal_errors {
         eprintln!("splitbrain: warning: heal failed on {e}");
     }
@@ -193,7 +194,7 @@ async fn run_in<S: System>(
             s.close().await;
         }
     }
-    let (stats, faults, final_read_failures, interrupted) = body?;
+    let (stats, faults, final_read_failures, interrupted) = body.map_err(|e| explain(e, &dir))?;
     eprintln!("splitbrain: checking the history");
     // The set workload's checkers stream the file; the others read it whole.
     let f = std::fs::File::open(dir.file("history.jsonl"))?;
@@ -225,6 +226,20 @@ async fn run_in<S: System>(
 }
 
 type BodyResult = anyhow::Result<(RunStats, Vec<FaultRecord>, Vec<String>, bool)>;
+
+/// A run body that failed because the results store could not be written (a full
+/// disk): one line naming the file and saying what was done and what is kept.
+fn explain(e: anyhow::Error, dir: &RunDir) -> anyhow::Error {
+    match e.downcast_ref::<crate::store::StoreError>() {
+        Some(store) => anyhow::anyhow!(
+            "{store}; the run was stopped: clients stopped, faults healed, nodes torn down; \
+             history.jsonl is kept whole up to its last complete line: free space, then \
+             `splitbrain report {}` rebuilds the results",
+            dir.path.display()
+        ),
+        None => e,
+    }
+}
 
 async fn run_body<S: System>(
     cfg: &TestConfig,
@@ -356,21 +371,33 @@ async fn run_body<S: System>(
     forward.abort();
     // A panic in the nemesis (a bug) goes on through the body as a panic, to the
     // catch around it that still heals and tears down.
-    let faults = match nem.await {
+    let nem = nem.await;
+    // A history that can no longer be written (a full disk) ends the run here, with
+    // that one error rather than every client's copy of it.
+    if let Some(e) = recorder.failure() {
+        return Err(e.into());
+    }
+    let faults = match nem {
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         r => r.context("nemesis task failed")??,
     };
     anyhow::ensure!(client_errors.is_empty(), "{}", client_errors.join("; "));
     generator::record_phase(&recorder, Phase::Heal)?;
-    let mut heal = nemesis::heal_all(handles).await;
-    heal.extend(nemesis::heal_processes(&system, handles).await);
-    anyhow::ensure!(heal.is_empty(), "final heal failed: {}", heal.join("; "));
+    // A node that cannot be healed (down, rebooting) is retried within the budget,
+    // then reported; the run goes on to its final reads and analysis.
+    let unhealed = heal::heal_with_retries(&system, handles, heal::FINAL_HEAL_BUDGET).await;
+    for e in &unhealed {
+        eprintln!("splitbrain: warning: heal failed on {e}");
+    }
     recorder.record(checkers::Op::new(
         0,
         checkers::Process::Nemesis,
         checkers::OpType::Info,
         "heal-all",
-        serde_json::Value::Null,
+        match unhealed.is_empty() {
+            true => serde_json::Value::Null,
+            false => serde_json::json!({ "errors": unhealed }),
+        },
     ))?;
 
     let interrupted = stop.is_stopped();
