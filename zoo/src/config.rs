@@ -73,6 +73,13 @@ pub struct Args {
     /// `lww-ring` stamps writes with, modelling clock skew without libfaketime.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     pub clock_offset_ms: i64,
+    /// metadata-master: the standby coordinator, which takes over when it loses
+    /// the primary (`--initial-master`); default: the next node in --peers.
+    #[arg(long)]
+    pub standby: Option<String>,
+    /// metadata-master: how many data groups the keys are spread over (1 to 64).
+    #[arg(long, default_value_t = 1)]
+    pub groups: usize,
     /// Accept the test-only `debug_block_peers` request (simulated partitions).
     /// Never use against a system under test: it is for the zoo's own tests.
     #[arg(long)]
@@ -107,6 +114,10 @@ pub struct Config {
     pub client_routing: ClientRouting,
     pub semi_sync_timeout: Duration,
     pub clock_offset_ms: i64,
+    /// metadata-master: the standby coordinator (`None` on a one-node cluster).
+    pub standby: Option<String>,
+    /// metadata-master: the number of data groups.
+    pub groups: usize,
     pub debug_fault_injection: bool,
 }
 
@@ -167,7 +178,7 @@ impl TryFrom<Args> for Config {
             .first()
             .map(|(n, _)| n.clone())
             .ok_or("--peers is empty")?;
-        let nodes: BTreeMap<String, SocketAddr> = order.into_iter().collect();
+        let nodes: BTreeMap<String, SocketAddr> = order.iter().cloned().collect();
         if !nodes.contains_key(&a.node) {
             return Err(format!(
                 "--node `{}` is not one of --peers ({})",
@@ -181,6 +192,34 @@ impl TryFrom<Args> for Config {
                 "--initial-master `{initial_master}` is not one of --peers ({})",
                 names(&nodes)
             ));
+        }
+        let standby = match a.standby {
+            Some(s) if s == initial_master => {
+                return Err(format!(
+                    "--standby `{s}` is the primary coordinator (--initial-master)"
+                ))
+            }
+            Some(s) if !nodes.contains_key(&s) => {
+                return Err(format!(
+                    "--standby `{s}` is not one of --peers ({})",
+                    names(&nodes)
+                ))
+            }
+            Some(s) => Some(s),
+            None => {
+                let at = order.iter().position(|(n, _)| *n == initial_master);
+                let after = at.map_or(0, |i| i + 1);
+                order
+                    .iter()
+                    .cycle()
+                    .skip(after)
+                    .take(order.len())
+                    .map(|(n, _)| n.clone())
+                    .find(|n| *n != initial_master)
+            }
+        };
+        if !(1..=64).contains(&a.groups) {
+            return Err(format!("--groups {} is not between 1 and 64", a.groups));
         }
         if a.heartbeat_ms == 0 || a.peer_timeout_ms == 0 {
             return Err("--heartbeat-ms and --peer-timeout-ms must be positive".into());
@@ -207,6 +246,8 @@ impl TryFrom<Args> for Config {
             client_routing: a.client_routing,
             semi_sync_timeout: Duration::from_millis(a.semi_sync_timeout_ms),
             clock_offset_ms: a.clock_offset_ms,
+            standby,
+            groups: a.groups,
             debug_fault_injection: a.debug_fault_injection,
         })
     }
@@ -280,5 +321,21 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.contains("must exceed"), "{err}");
+        let three = "n1=127.0.0.1:1,n2=127.0.0.1:2,n3=127.0.0.1:3";
+        let c = args(&["--node", "n1", "--peers", three, "--initial-master", "n3"]).unwrap();
+        assert_eq!(c.standby.as_deref(), Some("n1"), "wraps around --peers");
+        let c = args(&["--node", "n1", "--peers", three]).unwrap();
+        assert_eq!((c.standby.as_deref(), c.groups), (Some("n2"), 1));
+        let err = args(&["--node", "n1", "--peers", three, "--standby", "n1"]).unwrap_err();
+        assert!(err.contains("is the primary coordinator"), "{err}");
+        let err = args(&["--node", "n1", "--peers", three, "--standby", "n9"]).unwrap_err();
+        assert!(
+            err.contains("--standby `n9` is not one of --peers"),
+            "{err}"
+        );
+        let err = args(&["--node", "n1", "--peers", three, "--groups", "0"]).unwrap_err();
+        assert!(err.contains("--groups 0"), "{err}");
+        let c = args(&["--node", "n1", "--peers", "n1=127.0.0.1:1"]).unwrap();
+        assert_eq!(c.standby, None, "one node: no standby");
     }
 }

@@ -24,6 +24,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod control;
+pub use control::{group_of, ControlView, GroupAssignment, GroupMap, GroupRole, GroupStatus};
+
 /// Integer elements of the sets the zoo stores.
 pub type Element = i64;
 
@@ -120,6 +123,46 @@ pub enum Request {
         from: String,
         writes: Vec<VersionedWrite>,
     },
+    /// *peer* (`metadata-master`): a coordinator candidate asks for a vote in
+    /// coordinator term `cterm`; it holds the map at (`map_cterm`, `map_version`).
+    /// Answered with [`Response::VoteReply`].
+    CtrlVote {
+        from: String,
+        cterm: u64,
+        map_cterm: u64,
+        map_version: u64,
+    },
+    /// *peer* (`metadata-master`): the coordinator of `cterm` sends its map, either
+    /// a proposal to hold (`committed: false`) or the committed map to act on.
+    /// Answered with [`Response::CtrlAck`].
+    CtrlSync {
+        from: String,
+        cterm: u64,
+        map: GroupMap,
+        committed: bool,
+    },
+    /// *peer* (`metadata-master`): the master of `group` in `epoch` asks the
+    /// coordinator to add replicas to, or remove them from, the in-sync set.
+    /// Answered with [`Response::IsrChanged`].
+    IsrChange {
+        from: String,
+        group: usize,
+        epoch: u64,
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
+    /// *peer* (`metadata-master`): the master of `group` in `epoch` sends log
+    /// entries `prev_index+1 ..` (empty for a heartbeat) and its commit index.
+    /// Answered with [`Response::EntriesAck`] (`term` = the receiver's epoch).
+    GroupAppend {
+        from: String,
+        group: usize,
+        epoch: u64,
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+    },
     /// Test-only fault injection, refused unless the node was started with
     /// `--debug-fault-injection`: from now on this node neither sends to nor answers
     /// the named peers (an empty list heals). Models an iptables DROP partition on a
@@ -149,6 +192,10 @@ impl Request {
             Request::AppendEntries { .. } => "append_entries",
             Request::Gossip { .. } => "gossip",
             Request::DebugBlockPeers { .. } => "debug_block_peers",
+            Request::CtrlVote { .. } => "ctrl_vote",
+            Request::CtrlSync { .. } => "ctrl_sync",
+            Request::IsrChange { .. } => "isr_change",
+            Request::GroupAppend { .. } => "group_append",
         }
     }
 
@@ -162,7 +209,11 @@ impl Request {
             | Request::Forward { from, .. }
             | Request::Vote { from, .. }
             | Request::AppendEntries { from, .. }
-            | Request::Gossip { from, .. } => Some(from),
+            | Request::Gossip { from, .. }
+            | Request::CtrlVote { from, .. }
+            | Request::CtrlSync { from, .. }
+            | Request::IsrChange { from, .. }
+            | Request::GroupAppend { from, .. } => Some(from),
             Request::Add { .. }
             | Request::Write { .. }
             | Request::Cas { .. }
@@ -229,6 +280,21 @@ pub enum Response {
     /// The answering process's wall clock, milliseconds since the Unix epoch
     /// (negative before it): answer to `time`.
     Time { unix_ms: i64 },
+    /// *peer*: answer to `ctrl_sync`: whether the map was taken, the receiver's
+    /// coordinator term, the version of the newest committed map it acts on, and
+    /// its status per data group.
+    CtrlAck {
+        cterm: u64,
+        success: bool,
+        map_version: u64,
+        status: Vec<GroupStatus>,
+    },
+    /// *peer*: answer to `isr_change`: the group's assignment in the committed map
+    /// of `version`.
+    IsrChanged {
+        version: u64,
+        assignment: GroupAssignment,
+    },
     /// The peers this node now blocks (answer to `debug_block_peers`).
     DebugBlocked { peers: Vec<String> },
     /// The request failed; see [`ErrorReply::outcome`] for whether it may have taken effect.
@@ -377,6 +443,10 @@ pub struct RoleInfo {
     /// Log-based modes: the highest log index this node knows to be committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<u64>,
+    /// `metadata-master`: the coordinator and every data group as this node sees
+    /// them (the fields above describe group 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlView>,
 }
 
 /// A history of operations, named by the node that started it when it became master

@@ -15,6 +15,7 @@ use crate::daemon::ReadySignal;
 use crate::eventlog::EventLog;
 use crate::log_event;
 use crate::modes::async_failover::AsyncFailover;
+use crate::modes::metadata::MetadataMode;
 use crate::modes::replog::{FixedMaster, Raft, SemiSync, SyncAll};
 use crate::modes::ring::{LwwRing, VClockRing};
 use crate::modes::{Mode, ModeName};
@@ -38,6 +39,7 @@ pub async fn run(cfg: Config, ready: &mut Option<ReadySignal>) -> anyhow::Result
         ModeName::Raft => run_mode::<Raft>(cfg.clone(), log.clone(), ready).await,
         ModeName::LwwRing => run_mode::<LwwRing>(cfg.clone(), log.clone(), ready).await,
         ModeName::VclockRing => run_mode::<VClockRing>(cfg.clone(), log.clone(), ready).await,
+        ModeName::MetadataMaster => run_mode::<MetadataMode>(cfg.clone(), log.clone(), ready).await,
     };
     if let Err(e) = &result {
         log_event!(log, "fatal", "{e:#}");

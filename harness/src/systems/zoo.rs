@@ -31,6 +31,7 @@ pub const MODES: &[&str] = &[
     "raft",
     "lww-ring",
     "vclock-ring",
+    "metadata-master",
 ];
 
 /// The modes in which every node accepts writes (no master by design).

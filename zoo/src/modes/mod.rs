@@ -11,6 +11,7 @@ use crate::server::Handler;
 
 pub mod async_failover;
 mod gate;
+pub mod metadata;
 pub mod ops;
 pub mod replog;
 pub mod ring;
@@ -37,6 +38,10 @@ pub enum ModeName {
     /// Masterless ring with vector clocks: concurrent writes kept as siblings and
     /// merged on read (sets and lists by union).
     VclockRing,
+    /// A coordinator (with a standby) owns the key-to-group map and assigns each
+    /// data group's master; groups replicate to their whole in-sync set before the
+    /// ack. Data operations go on without the coordinator.
+    MetadataMaster,
 }
 
 /// A running mode: opened (data recovered) before the node reports ready, then

@@ -74,6 +74,7 @@ fn response_json_shapes_are_stable() {
         },
         offset: 0,
         commit: None,
+        control: None,
     });
     let text = serde_json::to_string(&role).unwrap();
     assert_eq!(

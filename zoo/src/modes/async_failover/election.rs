@@ -334,6 +334,7 @@ mod tests {
             },
             offset: 0,
             commit: None,
+            control: None,
         }
     }
 

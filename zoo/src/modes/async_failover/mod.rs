@@ -260,6 +260,7 @@ impl AsyncFailover {
             lineage: store.meta().lineage.clone(),
             offset: store.offset(),
             commit: None,
+            control: None,
         }
     }
 

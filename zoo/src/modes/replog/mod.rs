@@ -15,7 +15,7 @@
 //!
 //! This file holds the node, request handling and client operations.
 
-mod log;
+pub(crate) mod log;
 mod raft;
 
 use std::collections::BTreeMap;
@@ -217,6 +217,7 @@ impl RepLog {
             },
             offset: core.log.last_index(),
             commit: Some(core.commit),
+            control: None,
         }
     }
 

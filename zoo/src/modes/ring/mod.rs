@@ -120,6 +120,7 @@ impl RingNode {
             },
             offset: ring.own.len() as u64,
             commit: None,
+            control: None,
         }
     }
 
