@@ -315,3 +315,87 @@ async fn two_groups_have_their_own_masters_and_keys_follow_the_map() {
     .await;
     assert_eq!((a0.master.as_str(), a1.master.as_str()), ("n3", "n1"));
 }
+
+/// Kills the router when the test ends, passed or not.
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_and_redirects_reach_the_group_master_and_sigterm_is_clean() {
+    use std::process::{Command, Stdio};
+    let mut c = Cluster::start_mode(MODE, 3, &["--client-routing", "redirect"]).await;
+    settled(&c, &[0, 1, 2]).await;
+    // A replica answers with a redirect naming the group master.
+    let r = client(&c, 0).await.add(KEY, 1, LONG).await;
+    let Err(zoo::client::CallError::Server(e)) = r else {
+        panic!("expected a redirect, got {r:?}");
+    };
+    assert_eq!(
+        (e.code, e.master.as_deref()),
+        (ErrorCode::Redirect, Some("n3"))
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_ports(1)[0]));
+    let peers = c
+        .nodes
+        .iter()
+        .map(|n| format!("{}={}", n.name, n.addr))
+        .collect::<Vec<_>>()
+        .join(",");
+    let _router = Guard(
+        Command::new(common::BIN)
+            .args(["router", "--peers", &peers, "--listen", &addr.to_string()])
+            .args(["--refresh-ms", "100", "--request-timeout-ms", "5000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn router"),
+    );
+    let mut acked = Vec::new();
+    for v in 1..=5 {
+        let ack = wait_for(&format!("add {v} through the router"), || async move {
+            let mut cl = Client::connect(addr, LONG).await.ok()?;
+            cl.add(KEY, v, LONG).await.ok()
+        })
+        .await;
+        assert_eq!(ack.master, "n3");
+        acked.push(v);
+    }
+    c.kill9(2);
+    let ack = wait_for(
+        "add 6 through the router after the master's kill",
+        || async {
+            let mut cl = Client::connect(addr, LONG).await.ok()?;
+            cl.add(KEY, 6, LONG).await.ok()
+        },
+    )
+    .await;
+    assert_ne!(ack.master, "n3");
+    acked.push(6);
+    let mut cl = Client::connect(addr, LONG).await.expect("router");
+    assert_eq!(cl.read(KEY, false, LONG).await.expect("read").values, acked);
+    // SIGTERM: the node syncs, logs a clean exit and restarts on its data.
+    let pid = c.pid(1).to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    wait_for("n2 logs a clean exit", || async {
+        c.log_text(1).contains("exit clean").then_some(())
+    })
+    .await;
+    c.kill9(1);
+    c.spawn(1);
+    c.wait_up(1).await;
+    c.spawn(2);
+    c.wait_up(2).await;
+    settled(&c, &[0, 1, 2]).await;
+    c.wait_converged(KEY, &acked).await;
+}
