@@ -125,12 +125,15 @@ pub enum Request {
     },
     /// *peer* (`metadata-master`): a coordinator candidate asks for a vote in
     /// coordinator term `cterm`; it holds the map at (`map_cterm`, `map_version`).
-    /// Answered with [`Response::VoteReply`].
+    /// `pre`: would the receiver vote (nothing changes)? Answered with
+    /// [`Response::VoteReply`].
     CtrlVote {
         from: String,
         cterm: u64,
         map_cterm: u64,
         map_version: u64,
+        #[serde(default)]
+        pre: bool,
     },
     /// *peer* (`metadata-master`): the coordinator of `cterm` sends its map, either
     /// a proposal to hold (`committed: false`) or the committed map to act on.

@@ -399,3 +399,83 @@ async fn the_router_and_redirects_reach_the_group_master_and_sigterm_is_clean() 
     settled(&c, &[0, 1, 2]).await;
     c.wait_converged(KEY, &acked).await;
 }
+
+/// Splits the cluster into `a` and the rest (both directions), or heals with `&[]`.
+async fn split(c: &Cluster, a: &[usize]) {
+    for i in 0..c.nodes.len() {
+        let other: Vec<usize> = if a.is_empty() {
+            Vec::new()
+        } else {
+            (0..c.nodes.len())
+                .filter(|j| a.contains(&i) != a.contains(j))
+                .collect()
+        };
+        block(c, i, &other).await;
+    }
+}
+
+/// The old coordinator and the old master cut off together on the minority side of
+/// 5 nodes: the standby takes over on the majority side and moves the group; the
+/// old pair can neither commit a map (so the old master cannot shrink its ISR to
+/// the nodes it still reaches) nor acknowledge a write. After the heal the old
+/// coordinator does not depose the standby (pre-vote), and nothing acked is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_coordinator_and_master_cannot_act_beside_the_standby() {
+    let c = Cluster::start_mode(MODE, 5, &["--debug-fault-injection"]).await;
+    let (m, k, epoch) = settled(&c, &[0, 1, 2, 3, 4]).await;
+    assert_eq!((m, k), (2, 0), "n3 masters group 0, n1 coordinates");
+    let mut acked = BTreeSet::new();
+    for v in 1..=5 {
+        add_acked(&c, 3, v).await;
+        acked.insert(v);
+    }
+    split(&c, &[0, 2]).await;
+    let mut old = client(&c, 2).await;
+    let w = old.add(KEY, 100, LONG).await;
+    assert!(w.is_err(), "the cut-off master acknowledged {w:?}");
+    let new = add_acked(&c, 3, 6).await;
+    acked.insert(6);
+    assert!(
+        ["n2", "n4", "n5"].contains(&new.as_str()),
+        "new master {new}"
+    );
+    let w = old.add(KEY, 101, LONG).await;
+    assert!(
+        w.is_err(),
+        "the cut-off master acknowledged {w:?} beside {new}"
+    );
+    let r = old.read(KEY, false, LONG).await;
+    assert!(r.is_err(), "the cut-off master served a read: {r:?}");
+    let (_, k2, epoch2) = settled(&c, &[1, 3, 4]).await;
+    assert_eq!(k2, 1, "the standby coordinates the majority side");
+    assert!(epoch2 > epoch);
+    // The old pair never committed a map of their own.
+    for i in [0, 2] {
+        let isr = group0(&c.role(i).await).isr.clone();
+        assert!(
+            !(isr.len() == 2 && isr.contains(&"n3".to_string())),
+            "n{} {isr:?}",
+            i + 1
+        );
+    }
+    assert!(!c.log_text(0).contains("isr group=0"), "{}", c.log_text(0));
+    split(&c, &[]).await;
+    let (_, k3, epoch3) = settled(&c, &[0, 1, 2, 3, 4]).await;
+    assert_eq!(
+        (k3, epoch3),
+        (1, epoch2),
+        "after the heal: same coordinator and epoch"
+    );
+    let got = client(&c, 1)
+        .await
+        .read(KEY, false, LONG)
+        .await
+        .expect("read")
+        .values;
+    let want: Vec<i64> = acked.iter().copied().collect();
+    assert!(
+        want.iter().all(|v| got.contains(v)),
+        "{got:?} lacks some of {want:?}"
+    );
+    c.wait_converged(KEY, &got).await;
+}

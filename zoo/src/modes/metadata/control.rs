@@ -87,7 +87,16 @@ impl MetadataMaster {
         }
     }
 
-    pub(super) fn on_ctrl_vote(&self, from: &str, cterm: u64, pos: (u64, u64)) -> Response {
+    /// A vote request; `pre`: whether this node would vote, changing nothing (a
+    /// candidate that cannot win does not raise everyone's term, so a primary that
+    /// was cut off does not depose the standby when it comes back).
+    pub(super) fn on_ctrl_vote(
+        &self,
+        from: &str,
+        cterm: u64,
+        pos: (u64, u64),
+        pre: bool,
+    ) -> Response {
         let mut ctrl = lock(&self.ctrl);
         let deny = |ctrl: &Ctrl| Response::VoteReply {
             term: ctrl.store.state.cterm,
@@ -99,6 +108,13 @@ impl MetadataMaster {
                 && ctrl.heard.elapsed() < self.cfg.failover_timeout);
         if !self.eligible(from) || sticky {
             return deny(&ctrl);
+        }
+        if pre {
+            let st = &ctrl.store.state;
+            return Response::VoteReply {
+                term: st.cterm,
+                granted: cterm > st.cterm && pos >= st.held.position(),
+            };
         }
         self.enter_term(&mut ctrl, cterm);
         let st = &ctrl.store.state;
@@ -278,9 +294,43 @@ impl MetadataMaster {
         out
     }
 
-    async fn campaign(self: &Arc<Self>) {
+    /// Whether a majority would vote for this node in the next term; also when
+    /// it asked (the next attempt waits a fresh election timeout from then).
+    async fn pre_vote(self: &Arc<Self>) -> (bool, Instant) {
+        let asked = Instant::now();
         let (cterm, pos) = {
             let mut ctrl = lock(&self.ctrl);
+            ctrl.heard = asked;
+            ctrl.election_timeout = election_timeout(&self.cfg);
+            (ctrl.store.state.cterm + 1, ctrl.store.state.held.position())
+        };
+        let request = Request::CtrlVote {
+            from: self.cfg.node.clone(),
+            cterm,
+            map_cterm: pos.0,
+            map_version: pos.1,
+            pre: true,
+        };
+        let mut votes = 1;
+        for (_, reply) in self.call_all(&request).await {
+            if let Ok(Response::VoteReply { granted, .. }) = reply {
+                votes += usize::from(granted);
+            }
+        }
+        (votes >= self.majority(), asked)
+    }
+
+    async fn campaign(self: &Arc<Self>) {
+        let (would_win, asked) = self.pre_vote().await;
+        if !would_win {
+            return;
+        }
+        let (cterm, pos) = {
+            let mut ctrl = lock(&self.ctrl);
+            if ctrl.heard > asked {
+                // A coordinator spoke (or this node voted) meanwhile.
+                return;
+            }
             let cterm = ctrl.store.state.cterm + 1;
             let me = self.cfg.node.clone();
             if let Err(e) = ctrl.store.update(|s| {
@@ -302,6 +352,7 @@ impl MetadataMaster {
             cterm,
             map_cterm: pos.0,
             map_version: pos.1,
+            pre: false,
         };
         let mut votes = 1;
         for (_, reply) in self.call_all(&request).await {

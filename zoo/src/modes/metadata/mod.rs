@@ -209,7 +209,8 @@ impl MetadataMaster {
                 cterm,
                 map_cterm,
                 map_version,
-            } => self.on_ctrl_vote(&from, cterm, (map_cterm, map_version)),
+                pre,
+            } => self.on_ctrl_vote(&from, cterm, (map_cterm, map_version), pre),
             Request::CtrlSync {
                 from,
                 cterm,
