@@ -9,9 +9,9 @@
 //! numbering, same first-error stop, same errors.
 
 use crate::history::{parse_line, HistoryError, Op, OpType, Process};
-use crate::scan::{scan, OpView, ValueRef};
+use crate::scan::{scan_ints, OpView, ValueRef};
 use std::io::Read;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
 /// Bytes read per block (a longer line makes its block longer), reached by doubling
 /// from `FIRST_BLOCK` so that a small history costs no large buffer.
@@ -46,6 +46,8 @@ struct Fast {
     /// `NO_SPAN`: the line has no `value` (it reads as `null`).
     value: Span,
     acked_by: Span,
+    /// The value's elements in the batch's `ints`, when it is an array of integers.
+    ints: Span,
     kind: OpType,
     is_final: bool,
 }
@@ -59,6 +61,10 @@ enum Entry {
 /// A block of whole lines and its entries, in file order; `error` ends the stream.
 struct Batch {
     text: String,
+    /// Lines in the block (blank ones included).
+    lines: usize,
+    /// The elements of the values that are arrays of integers, read by the scanner.
+    ints: Vec<i64>,
     entries: Vec<Entry>,
     error: Option<HistoryError>,
 }
@@ -91,7 +97,14 @@ fn text(base: &str, s: Span) -> Option<&str> {
 impl Fast {
     /// The entry of a scanned line of `base`; `None` if a field is not a piece of
     /// `base` (then the line takes the serde path) or the block outgrew `u32`.
-    fn of(base: &str, v: &OpView<'_>) -> Option<Fast> {
+    fn of(base: &str, v: &OpView<'_>, ints: Option<std::ops::Range<usize>>) -> Option<Fast> {
+        let ints = match ints {
+            None => NO_SPAN,
+            Some(r) => Span {
+                start: u32::try_from(r.start).ok()?,
+                end: u32::try_from(r.end).ok()?,
+            },
+        };
         let value = match v.value {
             ValueRef::Raw(s) => match span_in(base, s) {
                 Some(sp) => sp,
@@ -99,7 +112,7 @@ impl Fast {
                 None if s == "null" => NO_SPAN,
                 None => return None,
             },
-            ValueRef::Json(_) => return None,
+            ValueRef::Json(_) | ValueRef::Ints(..) => return None,
         };
         let must = |s: Option<&str>| -> Option<Span> {
             match s {
@@ -117,12 +130,18 @@ impl Fast {
             node: must(v.node)?,
             value,
             acked_by: must(v.acked_by)?,
+            ints,
             kind: v.kind,
             is_final: v.is_final,
         })
     }
 
-    fn view<'a>(&self, base: &'a str) -> OpView<'a> {
+    fn view<'a>(&self, base: &'a str, ints: &'a [i64]) -> OpView<'a> {
+        let raw = text(base, self.value).unwrap_or("null");
+        let value = match ints.get(self.ints.start as usize..self.ints.end as usize) {
+            Some(xs) if self.ints.start != u32::MAX => ValueRef::Ints(raw, xs),
+            _ => ValueRef::Raw(raw),
+        };
         OpView {
             index: self.index,
             time: self.time,
@@ -131,7 +150,7 @@ impl Fast {
             f: text(base, self.f).unwrap_or_default(),
             key: text(base, self.key),
             node: text(base, self.node),
-            value: ValueRef::Raw(text(base, self.value).unwrap_or("null")),
+            value,
             is_final: self.is_final,
             acked_by: text(base, self.acked_by),
             epoch: self.epoch,
@@ -139,10 +158,16 @@ impl Fast {
     }
 }
 
-/// Scans the lines of `text` (whole lines; `line` is the number of the last line
-/// before it) into entries, stopping at the first bad line.
-fn scan_block(text: &str, line: &mut usize) -> (Vec<Entry>, Option<HistoryError>) {
-    let mut entries = Vec::with_capacity(text.len() / 96 + 1);
+/// Scans the lines of `text` (whole lines) into `entries`, counting them in
+/// `line`, stopping at the first bad line; its error numbers lines from the
+/// block's start (the consumer adds the lines before it).
+fn scan_block(
+    text: &str,
+    line: &mut usize,
+    ints: &mut Vec<i64>,
+    entries: &mut Vec<Entry>,
+) -> Option<HistoryError> {
+    entries.reserve(text.len() / 96 + 1);
     let mut rest = text;
     while !rest.is_empty() {
         let (raw, next) = match memchr::memchr(b'\n', rest.as_bytes()) {
@@ -155,94 +180,133 @@ fn scan_block(text: &str, line: &mut usize) -> (Vec<Entry>, Option<HistoryError>
         if l.is_empty() {
             continue;
         }
-        match scan(l).and_then(|v| Fast::of(text, &v)) {
+        match scan_ints(l, ints).and_then(|(v, r)| Fast::of(text, &v, r)) {
             Some(fast) => entries.push(Entry::Fast(fast)),
             None => match parse_line(l, *line) {
                 Ok(op) => entries.push(Entry::Slow(Box::new(op))),
-                Err(e) => return (entries, Some(e)),
+                Err(e) => return Some(e),
             },
         }
     }
-    (entries, None)
+    None
 }
 
-/// Reads until `buf` holds `size` more bytes or the input ends; false at the end.
-fn fill<R: Read>(input: &mut R, buf: &mut Vec<u8>, size: usize) -> std::io::Result<bool> {
-    let mut n = buf.len();
-    let want = n + size;
-    buf.resize(want, 0);
-    let more = loop {
-        if n == want {
-            break Ok(true);
-        }
-        match input.read(&mut buf[n..]) {
-            Ok(0) => break Ok(false),
-            Ok(k) => n += k,
+/// Reads into `buf` after its first `filled` bytes until `size` more are there or
+/// the input ends (false). `buf` only grows (what lies past `filled` is stale), so
+/// a reused buffer is not cleared for every block.
+fn fill<R: Read>(
+    input: &mut R,
+    buf: &mut Vec<u8>,
+    filled: &mut usize,
+    size: usize,
+) -> std::io::Result<bool> {
+    let want = *filled + size;
+    if buf.len() < want {
+        // With room to spare: the next block's carried partial line would
+        // otherwise make a reused buffer move to a new allocation.
+        buf.resize(want + want / 8, 0);
+    }
+    while *filled < want {
+        match input.read(&mut buf[*filled..want]) {
+            Ok(0) => return Ok(false),
+            Ok(k) => *filled += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
+            Err(e) => return Err(e),
         }
-    };
-    buf.truncate(n);
-    more
+    }
+    Ok(true)
 }
 
-/// A block of whole lines as read, and the number of the line before it; or the
-/// read error that ends the input.
-type Raw = Result<(Vec<u8>, usize), std::io::Error>;
+/// The buffers of one block: its bytes, and (empty, reused) room for its scan.
+/// The consumer hands them back to the reader once the checker has seen them.
+#[derive(Default)]
+struct Block {
+    bytes: Vec<u8>,
+    ints: Vec<i64>,
+    entries: Vec<Entry>,
+}
 
-/// The text of a block of whole lines, or (`Err`) the batch that ends the stream at
-/// its first line that is not UTF-8, with the lines before it scanned as a line
-/// reader would.
-fn block_text(bytes: Vec<u8>, line: &mut usize) -> Result<String, Batch> {
-    match String::from_utf8(bytes) {
-        Ok(s) => Ok(s),
+/// A block of whole lines as read, or the read error that ends the input.
+type Raw = Result<Block, std::io::Error>;
+
+/// Scans a block of whole lines. At its first line that is not UTF-8 the batch
+/// ends the stream, with the lines before it scanned as a line reader would.
+fn scan_batch(block: Block) -> Batch {
+    let Block {
+        bytes,
+        mut ints,
+        mut entries,
+    } = block;
+    let mut lines = 0;
+    let (text, error) = match String::from_utf8(bytes) {
+        Ok(text) => {
+            let error = scan_block(&text, &mut lines, &mut ints, &mut entries);
+            (text, error)
+        }
         Err(e) => {
             let bad = e.utf8_error().valid_up_to();
             let bytes = e.into_bytes();
             // The good prefix up to the last line boundary before the bad byte.
             let cut = memchr::memrchr(b'\n', &bytes[..bad]).map_or(0, |i| i + 1);
             let text = String::from_utf8_lossy(&bytes[..cut]).into_owned();
-            let (entries, error) = scan_block(&text, line);
-            Err(Batch {
-                text,
-                entries,
-                error: error.or_else(|| Some(not_utf8())),
-            })
+            let error = scan_block(&text, &mut lines, &mut ints, &mut entries);
+            (text, error.or_else(|| Some(not_utf8())))
         }
+    };
+    Batch {
+        text,
+        ints,
+        entries,
+        lines,
+        error,
     }
 }
 
-/// The reading thread: blocks of whole lines, dealt to the scanners in turn.
-fn read_blocks<R: Read>(mut input: R, outs: Vec<SyncSender<Raw>>) {
-    let mut line = 0usize;
+/// The reading thread: blocks of whole lines, dealt to the scanners in turn, in
+/// buffers handed back by the consumer when there are any.
+fn read_blocks<R: Read>(mut input: R, outs: Vec<SyncSender<Raw>>, spent: Receiver<Block>) {
     let mut carry: Vec<u8> = Vec::new();
     let mut size = FIRST_BLOCK;
     for turn in 0.. {
         let out = &outs[turn % outs.len()];
-        let (buf, more) = loop {
-            let mut buf = std::mem::take(&mut carry);
-            let more = match fill(&mut input, &mut buf, size) {
-                Ok(more) => more,
+        let mut block = spent.try_recv().unwrap_or_default();
+        block.ints.clear();
+        block.entries.clear();
+        let mut buf = std::mem::take(&mut block.bytes);
+        if buf.len() < carry.len() {
+            buf.resize(carry.len(), 0);
+        }
+        buf[..carry.len()].copy_from_slice(&carry);
+        let mut filled = carry.len();
+        let more = loop {
+            let start = filled;
+            match fill(&mut input, &mut buf, &mut filled, size) {
+                Ok(true) => {}
+                Ok(false) => break false,
                 Err(e) => {
                     let _ = out.send(Err(e));
                     return;
                 }
-            };
+            }
             size = (2 * size).min(BLOCK);
-            if !more {
-                break (buf, false);
-            }
             // Keep the partial last line for the next block; a block without a
-            // line end grows until it has one.
-            if let Some(i) = memchr::memrchr(b'\n', &buf) {
-                carry = buf.split_off(i + 1);
-                break (buf, true);
+            // line end grows until it has one (the carry has none).
+            if let Some(i) = memchr::memrchr(b'\n', &buf[start..filled]) {
+                let end = start + i + 1;
+                carry.clear();
+                carry.extend_from_slice(&buf[end..filled]);
+                filled = end;
+                break true;
             }
-            carry = buf;
+            // A long line: read as much again as there is, so it is read (and
+            // its buffer grown) a logarithmic number of times.
+            size = size.max(filled);
         };
-        let first = line;
-        line += memchr::memchr_iter(b'\n', &buf).count();
-        if out.send(Ok((buf, first))).is_err() || !more {
+        // Back to the usual block size after a long line.
+        size = size.min(BLOCK);
+        buf.truncate(filled);
+        block.bytes = buf;
+        if out.send(Ok(block)).is_err() || !more {
             return;
         }
     }
@@ -254,20 +318,12 @@ fn scan_blocks(blocks: Receiver<Raw>, out: SyncSender<Batch>) {
         let batch = match raw {
             Err(e) => Batch {
                 text: String::new(),
+                ints: Vec::new(),
                 entries: Vec::new(),
+                lines: 0,
                 error: Some(HistoryError::Io(e)),
             },
-            Ok((bytes, mut line)) => match block_text(bytes, &mut line) {
-                Err(batch) => batch,
-                Ok(text) => {
-                    let (entries, error) = scan_block(&text, &mut line);
-                    Batch {
-                        text,
-                        entries,
-                        error,
-                    }
-                }
-            },
+            Ok(block) => scan_batch(block),
         };
         let stop = batch.error.is_some();
         if out.send(batch).is_err() || stop {
@@ -276,11 +332,14 @@ fn scan_blocks(blocks: Receiver<Raw>, out: SyncSender<Batch>) {
     }
 }
 
-/// Takes the scanners' batches in the order the blocks were dealt.
+/// Takes the scanners' batches in the order the blocks were dealt, numbering
+/// their lines on from the blocks before, and hands the buffers back.
 fn consume(
     batches: Vec<Receiver<Batch>>,
+    spent: Sender<Block>,
     visit: &mut impl FnMut(&OpView<'_>),
 ) -> Result<(), HistoryError> {
+    let mut before = 0;
     for turn in 0.. {
         // A scanner that hangs up on its turn got no further block: the end.
         let Ok(batch) = batches[turn % batches.len()].recv() else {
@@ -288,13 +347,27 @@ fn consume(
         };
         for e in &batch.entries {
             match e {
-                Entry::Fast(f) => visit(&f.view(&batch.text)),
+                Entry::Fast(f) => visit(&f.view(&batch.text, &batch.ints)),
                 Entry::Slow(op) => visit(&OpView::of(op)),
             }
         }
-        if let Some(e) = batch.error {
+        if let Some(mut e) = batch.error {
+            if let HistoryError::Parse { line, .. } | HistoryError::Semantic { line, .. } = &mut e {
+                *line += before;
+            }
             return Err(e);
         }
+        before += batch.lines;
+        // The reader may be gone (end of input): the buffers are then just freed,
+        // as are those a long line made much larger than a block.
+        if batch.text.capacity() > 4 * BLOCK || batch.ints.capacity() > BLOCK {
+            continue;
+        }
+        let _ = spent.send(Block {
+            bytes: batch.text.into_bytes(),
+            ints: batch.ints,
+            entries: batch.entries,
+        });
     }
     Ok(())
 }
@@ -316,9 +389,10 @@ pub fn for_each_view_par<R: Read + Send>(
             to_scan.push(tx);
             scanned.push(brx);
         }
-        s.spawn(move || read_blocks(input, to_scan));
+        let (spent_tx, spent_rx) = channel();
+        s.spawn(move || read_blocks(input, to_scan, spent_rx));
         // Returning early drops the receivers: each thread stops at its next send.
-        consume(scanned, &mut visit)
+        consume(scanned, spent_tx, &mut visit)
     })
 }
 

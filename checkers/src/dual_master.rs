@@ -284,8 +284,8 @@ impl DualMasterChecker {
             return;
         }
         let set = self.finals.entry(self.keys.id(key)).or_default();
-        if op.value.int_list(&mut self.scratch) {
-            for &i in &self.scratch {
+        if let Some(values) = op.value.ints(&mut self.scratch) {
+            for &i in values {
                 set.insert_int(i);
             }
         } else {

@@ -113,7 +113,18 @@ struct KeyState {
 }
 
 impl KeyState {
+    /// The slot of `value`, made on first sight.
+    #[inline]
     fn slot(&mut self, value: i64) -> usize {
+        if let Some(&s) = usize::try_from(value).ok().and_then(|i| self.dense.get(i)) {
+            if s != 0 {
+                return s as usize - 1;
+            }
+        }
+        self.new_slot(value)
+    }
+
+    fn new_slot(&mut self, value: i64) -> usize {
         let next = self.elems.len() as u32;
         // Dense while the values stay within a few times the element count.
         let dense_limit = (1 << 16) + 4 * self.elems.len();
@@ -281,22 +292,20 @@ impl SetChecker {
                     st.elems[s].flags |= FAILED;
                 }
             }
-            (false, OpType::Ok) => {
-                if !op.value.int_list(&mut self.scratch) {
-                    self.reasons.push(format!(
-                        "op {}: read result is not a list of integers",
-                        op.index
-                    ));
-                } else if op.is_final || inv.is_final {
+            (false, OpType::Ok) => match op.value.ints(&mut self.scratch) {
+                None => self.reasons.push(format!(
+                    "op {}: read result is not a list of integers",
+                    op.index
+                )),
+                Some(values) if op.is_final || inv.is_final => {
                     let node = match op.node.or_else(|| self.nodes.name(inv.node)) {
                         Some(n) => n.to_string(),
                         None => format!("process {p}"),
                     };
-                    st.add_final(node, &self.scratch);
-                } else {
-                    st.add_read(inv.time, &self.scratch);
+                    st.add_final(node, values);
                 }
-            }
+                Some(values) => st.add_read(inv.time, values),
+            },
             _ => {}
         }
     }
@@ -325,30 +334,60 @@ impl SetChecker {
         let name = |id: u32| nodes.name(id).map(String::from);
         for (key, mut st) in order {
             let has = |e: &Elem, f: u8| e.flags & f != 0;
-            let attempted = st.elems.iter().filter(|e| has(e, ATTEMPTED)).count();
-            r.attempted += attempted;
-            r.acknowledged += st.elems.iter().filter(|e| has(e, ACKED)).count();
-            r.failed += st.elems.iter().filter(|e| has(e, FAILED)).count();
-            let indeterminate = |e: &Elem| has(e, ATTEMPTED) && !has(e, ACKED) && !has(e, FAILED);
-            r.indeterminate += st.elems.iter().filter(|e| indeterminate(e)).count();
+            let all = st.finals.len() as u32;
+            // One pass over the elements: the counts, the missing, and the
+            // examples of each category (the least values, up to EXAMPLES in all).
+            let mut counts = [0usize; 4];
+            let mut missing: Vec<u32> = Vec::new();
+            let mut tallies = [
+                Smallest::new(EXAMPLES.saturating_sub(r.recovered.len())),
+                Smallest::new(EXAMPLES.saturating_sub(r.unexpected.len())),
+                Smallest::new(EXAMPLES.saturating_sub(r.failed_but_present.len())),
+                Smallest::new(EXAMPLES.saturating_sub(r.stale.len())),
+            ];
+            for (s, e) in st.elems.iter().enumerate() {
+                let (attempted, acked, failed) = (has(e, ATTEMPTED), has(e, ACKED), has(e, FAILED));
+                let indeterminate = attempted && !acked && !failed;
+                counts[0] += usize::from(attempted);
+                counts[1] += usize::from(acked);
+                counts[2] += usize::from(failed);
+                counts[3] += usize::from(indeterminate);
+                if all == 0 {
+                    continue;
+                }
+                if acked && e.final_count < all {
+                    missing.push(s as u32);
+                }
+                if e.final_count > 0 {
+                    if indeterminate {
+                        tallies[0].push(e.value);
+                    }
+                    if !attempted {
+                        tallies[1].push(e.value);
+                    }
+                    if failed {
+                        tallies[2].push(e.value);
+                    }
+                    if acked && e.acked_at < e.stale_before {
+                        tallies[3].push(e.value);
+                    }
+                }
+            }
+            r.attempted += counts[0];
+            r.acknowledged += counts[1];
+            r.failed += counts[2];
+            r.indeterminate += counts[3];
             r.final_reads.insert(
                 key.to_string(),
                 st.finals.iter().map(|(n, _)| n.clone()).collect(),
             );
             if st.finals.is_empty() {
-                if attempted > 0 {
+                if counts[0] > 0 {
                     r.unknown_reasons
                         .push(format!("key {key:?}: no final read succeeded"));
                 }
                 continue;
             }
-            let all = st.finals.len() as u32;
-            let mut missing: Vec<u32> = (0..st.elems.len() as u32)
-                .filter(|&s| {
-                    let e = &st.elems[s as usize];
-                    has(e, ACKED) && e.final_count < all
-                })
-                .collect();
             missing.sort_unstable_by_key(|&s| st.elems[s as usize].value);
             if !missing.is_empty() {
                 for (_, held) in &mut st.finals {
@@ -376,31 +415,11 @@ impl SetChecker {
                     r.lost.push(w);
                 }
             }
-            let present = |e: &Elem| e.final_count > 0;
-            let elems = &st.elems;
-            let tally =
-                |count: &mut usize, examples: &mut Vec<i64>, keep: &dyn Fn(&Elem) -> bool| {
-                    let (n, least) = smallest(
-                        EXAMPLES.saturating_sub(examples.len()),
-                        elems.iter().filter(|e| keep(e)).map(|e| e.value),
-                    );
-                    *count += n;
-                    examples.extend(least);
-                };
-            tally(&mut r.recovered_count, &mut r.recovered, &|e| {
-                indeterminate(e) && present(e)
-            });
-            tally(&mut r.unexpected_count, &mut r.unexpected, &|e| {
-                present(e) && !has(e, ATTEMPTED)
-            });
-            tally(
-                &mut r.failed_but_present_count,
-                &mut r.failed_but_present,
-                &|e| has(e, FAILED) && present(e),
-            );
-            tally(&mut r.stale_count, &mut r.stale, &|e| {
-                has(e, ACKED) && e.acked_at < e.stale_before && present(e)
-            });
+            let [recovered, unexpected, failed_present, stale] = tallies;
+            recovered.into(&mut r.recovered_count, &mut r.recovered);
+            unexpected.into(&mut r.unexpected_count, &mut r.unexpected);
+            failed_present.into(&mut r.failed_but_present_count, &mut r.failed_but_present);
+            stale.into(&mut r.stale_count, &mut r.stale);
         }
         r.lost_count = r.lost.len();
         r.divergent_count = r.divergent.len();
@@ -417,20 +436,38 @@ impl SetChecker {
     }
 }
 
-/// How many values there are, and the `k` least of them in ascending order.
-fn smallest(k: usize, values: impl Iterator<Item = i64>) -> (usize, Vec<i64>) {
-    let mut heap = BinaryHeap::with_capacity(k + 1);
-    let mut n = 0;
-    for v in values {
-        n += 1;
-        if heap.len() < k {
-            heap.push(v);
-        } else if heap.peek().is_some_and(|&top| v < top) {
-            heap.pop();
-            heap.push(v);
+/// How many values there are, and the `k` least of them.
+struct Smallest {
+    k: usize,
+    n: usize,
+    heap: BinaryHeap<i64>,
+}
+
+impl Smallest {
+    fn new(k: usize) -> Self {
+        Smallest {
+            k,
+            n: 0,
+            heap: BinaryHeap::with_capacity(k + 1),
         }
     }
-    (n, heap.into_sorted_vec())
+
+    #[inline]
+    fn push(&mut self, v: i64) {
+        self.n += 1;
+        if self.heap.len() < self.k {
+            self.heap.push(v);
+        } else if self.heap.peek().is_some_and(|&top| v < top) {
+            self.heap.pop();
+            self.heap.push(v);
+        }
+    }
+
+    /// Adds the count to `count` and the least values, ascending, to `examples`.
+    fn into(self, count: &mut usize, examples: &mut Vec<i64>) {
+        *count += self.n;
+        examples.extend(self.heap.into_sorted_vec());
+    }
 }
 
 /// Checks a set-workload history held in memory. Malformed ops (an add without an

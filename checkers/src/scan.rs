@@ -1,24 +1,29 @@
 //! The fast path for reading `history.jsonl` in the streaming checkers: [`scan`]
 //! pulls the fields they use (index, time, process, type, f, key, node, the value as
 //! raw JSON text, and the extras `final`, `acked_by`, `epoch`) out of one line
-//! without building a `serde_json::Value`. It accepts a strict subset of JSON (no
-//! backslash escapes, integers only, bounded nesting) and answers `None` for
-//! anything else, so the caller falls back to the full serde parse of [`Op`], which
-//! then also words any error. [`OpView`] is what the streaming checkers consume,
-//! built from a scanned line or from an [`Op`]; [`for_each_view`] streams a reader.
+//! without building a `serde_json::Value`, and [`scan_ints`] also reads a value that
+//! is an array of integers into a buffer (a set's read result: parsed once, on the
+//! scanning thread). It accepts a strict subset of JSON (no backslash escapes,
+//! integers only, bounded nesting) and answers `None` for anything else, so the
+//! caller falls back to the full serde parse of [`Op`], which then also words any
+//! error. [`OpView`] is what the streaming checkers consume, built from a scanned
+//! line or from an [`Op`]; [`for_each_view`] streams a reader on one thread.
+
+mod cursor;
 
 use crate::history::{parse_line, HistoryError, Op, OpType, Process};
+use cursor::{Cur, Field, Int};
 use serde_json::Value;
 use std::io::BufRead;
 
-/// Deepest nesting the fast path accepts (serde's own limit is 128).
-const MAX_DEPTH: usize = 32;
-
 /// An op's value: raw JSON text from the fast path (only integers, strings without
-/// escapes, literals, arrays and objects of those), or a parsed value.
+/// escapes, literals, arrays and objects of those), the same for an array of
+/// integers with its elements already read, or a parsed value.
 #[derive(Debug, Clone, Copy)]
 pub enum ValueRef<'a> {
     Raw(&'a str),
+    /// An array of integers that fit an `i64`: its text and its elements.
+    Ints(&'a str, &'a [i64]),
     Json(&'a Value),
 }
 
@@ -59,13 +64,6 @@ impl<'a> OpView<'a> {
     }
 }
 
-/// A plain JSON integer as serde_json reads it (`-0` is a float there, so excluded).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Int {
-    Pos(u64),
-    Neg(i64),
-}
-
 impl<'a> ValueRef<'a> {
     fn raw_int(s: &str) -> Option<Int> {
         let mut c = Cur::new(s);
@@ -81,6 +79,7 @@ impl<'a> ValueRef<'a> {
                 Int::Pos(u) => i64::try_from(u).ok(),
                 Int::Neg(i) => Some(i),
             },
+            ValueRef::Ints(..) => None,
         }
     }
 
@@ -92,6 +91,7 @@ impl<'a> ValueRef<'a> {
                 Int::Pos(u) => Some(u),
                 Int::Neg(_) => None,
             },
+            ValueRef::Ints(..) => None,
         }
     }
 
@@ -100,6 +100,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Json(v) => v.as_str(),
             ValueRef::Raw(s) => s.strip_prefix('"')?.strip_suffix('"'),
+            ValueRef::Ints(..) => None,
         }
     }
 
@@ -107,6 +108,7 @@ impl<'a> ValueRef<'a> {
     pub fn get(&self, name: &str) -> Option<ValueRef<'a>> {
         match self {
             ValueRef::Json(v) => v.get(name).map(ValueRef::Json),
+            ValueRef::Ints(..) => None,
             ValueRef::Raw(s) => {
                 let mut c = Cur::new(s);
                 c.eat(b'{')?;
@@ -124,7 +126,7 @@ impl<'a> ValueRef<'a> {
                     let start = c.i;
                     c.skip(0)?;
                     if k == name {
-                        found = Some(ValueRef::Raw(&s[start..c.i]));
+                        found = Some(ValueRef::Raw(s.get(start..c.i)?));
                     }
                     c.ws();
                     if c.eat(b',').is_none() {
@@ -133,6 +135,15 @@ impl<'a> ValueRef<'a> {
                 }
                 found
             }
+        }
+    }
+
+    /// The elements when the value is an array of integers that fit an `i64`:
+    /// those the scanner already read, or else read into `out`.
+    pub fn ints<'s>(&'s self, out: &'s mut Vec<i64>) -> Option<&'s [i64]> {
+        match self {
+            ValueRef::Ints(_, xs) => Some(xs),
+            _ => self.int_list(out).then_some(&out[..]),
         }
     }
 
@@ -145,30 +156,13 @@ impl<'a> ValueRef<'a> {
                 Some(a) => a.iter().all(|e| e.as_i64().map(|i| out.push(i)).is_some()),
                 None => false,
             },
+            ValueRef::Ints(_, xs) => {
+                out.extend_from_slice(xs);
+                true
+            }
             ValueRef::Raw(s) => {
                 let mut c = Cur::new(s);
-                if c.eat(b'[').is_none() {
-                    return false;
-                }
-                c.ws();
-                if c.eat(b']').is_some() {
-                    return true;
-                }
-                loop {
-                    c.ws();
-                    match c.int() {
-                        Some(Int::Neg(i)) => out.push(i),
-                        Some(Int::Pos(u)) => match i64::try_from(u) {
-                            Ok(i) => out.push(i),
-                            Err(_) => return false,
-                        },
-                        None => return false,
-                    }
-                    c.ws();
-                    if c.eat(b',').is_none() {
-                        return c.eat(b']').is_some();
-                    }
-                }
+                c.int_list(out).is_some() && c.i == s.len()
             }
         }
     }
@@ -178,6 +172,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Json(v) => v.is_array(),
             ValueRef::Raw(s) => s.starts_with('['),
+            ValueRef::Ints(..) => true,
         }
     }
 
@@ -185,7 +180,7 @@ impl<'a> ValueRef<'a> {
     pub fn elements(&self) -> Option<Vec<ValueRef<'a>>> {
         match self {
             ValueRef::Json(v) => Some(v.as_array()?.iter().map(ValueRef::Json).collect()),
-            ValueRef::Raw(s) => {
+            ValueRef::Raw(s) | ValueRef::Ints(s, _) => {
                 let mut c = Cur::new(s);
                 c.eat(b'[')?;
                 let mut out = Vec::new();
@@ -197,7 +192,7 @@ impl<'a> ValueRef<'a> {
                     c.ws();
                     let start = c.i;
                     c.skip(0)?;
-                    out.push(ValueRef::Raw(&s[start..c.i]));
+                    out.push(ValueRef::Raw(s.get(start..c.i)?));
                     c.ws();
                     if c.eat(b',').is_none() {
                         return Some(out);
@@ -211,160 +206,9 @@ impl<'a> ValueRef<'a> {
     pub fn to_value(&self) -> Value {
         match self {
             ValueRef::Json(v) => (*v).clone(),
-            ValueRef::Raw(s) => serde_json::from_str(s).unwrap_or(Value::Null),
-        }
-    }
-}
-
-struct Cur<'a> {
-    s: &'a str,
-    b: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Cur<'a> {
-    fn new(s: &'a str) -> Self {
-        Cur {
-            s,
-            b: s.as_bytes(),
-            i: 0,
-        }
-    }
-
-    #[inline]
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
-            self.i += 1;
-        }
-    }
-
-    #[inline]
-    fn eat(&mut self, c: u8) -> Option<()> {
-        if self.b.get(self.i) == Some(&c) {
-            self.i += 1;
-            Some(())
-        } else {
-            None
-        }
-    }
-
-    /// A string without escapes or control characters; the cursor is on its quote.
-    #[inline]
-    fn string(&mut self) -> Option<&'a str> {
-        self.eat(b'"')?;
-        let start = self.i;
-        loop {
-            match *self.b.get(self.i)? {
-                b'"' => break,
-                b'\\' | 0..=0x1f => return None,
-                _ => self.i += 1,
+            ValueRef::Raw(s) | ValueRef::Ints(s, _) => {
+                serde_json::from_str(s).unwrap_or(Value::Null)
             }
-        }
-        let out = self.s.get(start..self.i)?;
-        self.i += 1;
-        Some(out)
-    }
-
-    /// An integer without fraction or exponent that serde_json reads as one.
-    #[inline]
-    fn int(&mut self) -> Option<Int> {
-        let neg = self.eat(b'-').is_some();
-        let start = self.i;
-        let mut n: u64 = 0;
-        // Nineteen digits always fit a u64; only longer numbers need the checks.
-        let unchecked = self.b.len().min(start + 19);
-        while self.i < unchecked && self.b[self.i].is_ascii_digit() {
-            n = n * 10 + u64::from(self.b[self.i] - b'0');
-            self.i += 1;
-        }
-        while let Some(d @ b'0'..=b'9') = self.b.get(self.i) {
-            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-            self.i += 1;
-        }
-        let digits = self.i - start;
-        if digits == 0 || (digits > 1 && self.b[start] == b'0') {
-            return None;
-        }
-        if let Some(b'.' | b'e' | b'E') = self.b.get(self.i) {
-            return None;
-        }
-        if neg {
-            if n == 0 || n > i64::MAX as u64 + 1 {
-                return None;
-            }
-            Some(Int::Neg((n as i128).wrapping_neg() as i64))
-        } else {
-            Some(Int::Pos(n))
-        }
-    }
-
-    /// One of the history's own field names written `"name":` exactly, which it
-    /// steps over; `None` (cursor unmoved) for anything else, which then takes the
-    /// general path to the same reading.
-    #[inline]
-    fn known_key(&mut self) -> Option<&'static str> {
-        const KEYS: [(&[u8], &str); 11] = [
-            (b"\"index\":", "index"),
-            (b"\"time\":", "time"),
-            (b"\"process\":", "process"),
-            (b"\"type\":", "type"),
-            (b"\"f\":", "f"),
-            (b"\"key\":", "key"),
-            (b"\"value\":", "value"),
-            (b"\"node\":", "node"),
-            (b"\"acked_by\":", "acked_by"),
-            (b"\"epoch\":", "epoch"),
-            (b"\"final\":", "final"),
-        ];
-        let rest = self.b.get(self.i..)?;
-        let (lit, name) = KEYS.iter().find(|(lit, _)| rest.starts_with(lit))?;
-        self.i += lit.len();
-        Some(name)
-    }
-
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
-        if self.b.get(self.i..self.i + word.len())? == word {
-            self.i += word.len();
-            Some(())
-        } else {
-            None
-        }
-    }
-
-    /// Skips one value of the accepted subset.
-    fn skip(&mut self, depth: usize) -> Option<()> {
-        match *self.b.get(self.i)? {
-            b'"' => self.string().map(drop),
-            b'-' | b'0'..=b'9' => self.int().map(drop),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            open @ (b'[' | b'{') => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
-                let close = if open == b'[' { b']' } else { b'}' };
-                self.i += 1;
-                self.ws();
-                if self.eat(close).is_some() {
-                    return Some(());
-                }
-                loop {
-                    self.ws();
-                    if open == b'{' {
-                        self.string()?;
-                        self.ws();
-                        self.eat(b':')?;
-                        self.ws();
-                    }
-                    self.skip(depth + 1)?;
-                    self.ws();
-                    if self.eat(b',').is_none() {
-                        return self.eat(close);
-                    }
-                }
-            }
-            _ => None,
         }
     }
 }
@@ -372,114 +216,193 @@ impl<'a> Cur<'a> {
 /// Reads the fields of one (trimmed) history line, or `None` when the line is
 /// outside the fast path's subset and must go through [`parse_line`].
 pub fn scan(line: &str) -> Option<OpView<'_>> {
-    let mut c = Cur::new(line);
-    c.eat(b'{')?;
-    let (mut index, mut time, mut process, mut kind, mut f) = (None, None, None, None, None);
-    let (mut key, mut node, mut value) = (None, None, None);
-    let (mut fin, mut acked_by, mut epoch) = (None, None, None);
-    c.ws();
-    if c.eat(b'}').is_some() {
-        return None;
+    fields(line, None).map(|(v, _)| v)
+}
+
+/// [`scan`], and when the value is an array of integers that fit an `i64`, its
+/// elements appended to `ints`, at the returned range (the view's value is then
+/// still the raw text: [`ValueRef::Ints`] is the caller's to build). On `None`,
+/// `ints` is as it was.
+pub fn scan_ints<'a>(
+    line: &'a str,
+    ints: &mut Vec<i64>,
+) -> Option<(OpView<'a>, Option<std::ops::Range<usize>>)> {
+    let before = ints.len();
+    let out = fields(line, Some(&mut *ints));
+    if out.is_none() {
+        ints.truncate(before);
     }
-    loop {
-        c.ws();
-        let k = match c.known_key() {
-            Some(k) => k,
-            None => {
-                let k = c.string()?;
-                c.ws();
-                c.eat(b':')?;
-                k
-            }
-        };
-        c.ws();
-        // A repeated field goes to the full parser, which decides what it means.
-        match k {
-            "index" | "time" => {
-                let Int::Pos(n) = c.int()? else { return None };
-                let slot = if k == "index" { &mut index } else { &mut time };
-                if slot.replace(n).is_some() {
-                    return None;
-                }
-            }
-            "process" => {
-                let p = if c.b.get(c.i) == Some(&b'"') {
+    out
+}
+
+/// Sets a field seen for the first time; a repeated field goes to the full parser,
+/// which decides what it means.
+#[inline(always)]
+fn once<T>(slot: &mut Option<T>, v: T) -> Option<()> {
+    match slot.replace(v) {
+        None => Some(()),
+        Some(_) => None,
+    }
+}
+
+/// The fields of a line read so far.
+#[derive(Default)]
+struct Slots<'a> {
+    index: Option<u64>,
+    time: Option<u64>,
+    process: Option<Process>,
+    kind: Option<OpType>,
+    f: Option<&'a str>,
+    key: Option<Option<&'a str>>,
+    node: Option<Option<&'a str>>,
+    value: Option<&'a str>,
+    /// Where the value's elements went in the caller's buffer.
+    ints: Option<std::ops::Range<usize>>,
+    fin: Option<&'a str>,
+    acked_by: Option<&'a str>,
+    epoch: Option<&'a str>,
+}
+
+impl<'a> Slots<'a> {
+    /// Reads the value of `field` at the cursor.
+    #[inline(always)]
+    fn read(
+        &mut self,
+        field: Field,
+        c: &mut Cur<'a>,
+        ints: &mut Option<&mut Vec<i64>>,
+    ) -> Option<()> {
+        match field {
+            Field::Index => once(&mut self.index, c.uint()?),
+            Field::Time => once(&mut self.time, c.uint()?),
+            Field::Process => {
+                let p = if c.peek() == Some(b'"') {
                     (c.string()? == "nemesis").then_some(Process::Nemesis)?
                 } else {
-                    let Int::Pos(n) = c.int()? else { return None };
-                    Process::Client(n)
+                    Process::Client(c.uint()?)
                 };
-                if process.replace(p).is_some() {
-                    return None;
-                }
+                once(&mut self.process, p)
             }
-            "type" => {
-                let t = match c.string()? {
-                    "invoke" => OpType::Invoke,
-                    "ok" => OpType::Ok,
-                    "fail" => OpType::Fail,
-                    "info" => OpType::Info,
-                    _ => return None,
+            Field::Type => {
+                let t = if c.word(b"\"invoke\"") {
+                    OpType::Invoke
+                } else if c.word(b"\"ok\"") {
+                    OpType::Ok
+                } else if c.word(b"\"fail\"") {
+                    OpType::Fail
+                } else if c.word(b"\"info\"") {
+                    OpType::Info
+                } else {
+                    return None;
                 };
-                if kind.replace(t).is_some() {
-                    return None;
-                }
+                once(&mut self.kind, t)
             }
-            "f" => {
-                if f.replace(c.string()?).is_some() {
-                    return None;
-                }
-            }
-            "key" | "node" => {
-                let v = if c.literal(b"null").is_some() {
+            Field::F => once(&mut self.f, c.string()?),
+            Field::Key | Field::Node => {
+                let v = if c.word(b"null") {
                     None
                 } else {
                     Some(c.string()?)
                 };
-                let slot = if k == "key" { &mut key } else { &mut node };
-                if slot.replace(v).is_some() {
-                    return None;
-                }
+                let slot = if field == Field::Key {
+                    &mut self.key
+                } else {
+                    &mut self.node
+                };
+                once(slot, v)
             }
-            _ => {
+            Field::Value => {
+                let start = c.i;
+                match ints.as_deref_mut() {
+                    Some(out) if c.peek() == Some(b'[') => {
+                        let from = out.len();
+                        if c.int_list(out).is_some() {
+                            self.ints = Some(from..out.len());
+                        } else {
+                            out.truncate(from);
+                            c.i = start;
+                            c.skip(0)?;
+                        }
+                    }
+                    _ => c.skip(0)?,
+                }
+                once(&mut self.value, c.s.get(start..c.i)?)
+            }
+            Field::Final | Field::AckedBy | Field::Epoch | Field::Other => {
                 let start = c.i;
                 c.skip(0)?;
-                let raw = &line[start..c.i];
-                let slot = match k {
-                    "value" => &mut value,
-                    "final" => &mut fin,
-                    "acked_by" => &mut acked_by,
-                    "epoch" => &mut epoch,
-                    _ => &mut None,
-                };
-                if slot.replace(raw).is_some() {
-                    return None;
+                let raw = c.s.get(start..c.i)?;
+                match field {
+                    Field::Final => once(&mut self.fin, raw),
+                    Field::AckedBy => once(&mut self.acked_by, raw),
+                    Field::Epoch => once(&mut self.epoch, raw),
+                    _ => Some(()),
                 }
             }
         }
-        c.ws();
-        if c.eat(b',').is_none() {
-            break;
+    }
+}
+
+fn fields<'a>(
+    line: &'a str,
+    mut ints: Option<&mut Vec<i64>>,
+) -> Option<(OpView<'a>, Option<std::ops::Range<usize>>)> {
+    let mut c = Cur::new(line);
+    let mut s = Slots::default();
+    c.eat(b'{')?;
+    // The recorder's own layout first, each field a whole literal in the order it
+    // writes them (extras are in name order); whatever else the line holds, in any
+    // order or spacing, the general loop below reads.
+    let mut more = true;
+    if c.word(b"\"index\":") {
+        s.read(Field::Index, &mut c, &mut ints)?;
+        macro_rules! next {
+            ($lit:expr, $field:expr) => {
+                if c.word($lit) {
+                    s.read($field, &mut c, &mut ints)?;
+                }
+            };
         }
+        next!(b",\"time\":", Field::Time);
+        next!(b",\"process\":", Field::Process);
+        next!(b",\"type\":", Field::Type);
+        next!(b",\"f\":", Field::F);
+        next!(b",\"key\":", Field::Key);
+        next!(b",\"value\":", Field::Value);
+        next!(b",\"node\":", Field::Node);
+        next!(b",\"acked_by\":", Field::AckedBy);
+        next!(b",\"epoch\":", Field::Epoch);
+        next!(b",\"final\":", Field::Final);
+        c.ws();
+        more = c.eat(b',').is_some();
+    }
+    while more {
+        c.ws();
+        let field = c.field()?;
+        c.ws();
+        s.read(field, &mut c, &mut ints)?;
+        c.ws();
+        more = c.eat(b',').is_some();
     }
     c.eat(b'}')?;
     c.ws();
     if c.i != line.len() {
         return None;
     }
-    Some(OpView {
-        index: index?,
-        time: time?,
-        process: process?,
-        kind: kind?,
-        f: f?,
-        key: key.flatten(),
-        node: node.flatten(),
-        value: ValueRef::Raw(value.unwrap_or("null")),
-        is_final: fin == Some("true"),
-        acked_by: acked_by.and_then(|s| ValueRef::Raw(s).as_str()),
-        epoch: epoch.and_then(|s| ValueRef::Raw(s).as_u64()),
-    })
+    let view = OpView {
+        index: s.index?,
+        time: s.time?,
+        process: s.process?,
+        kind: s.kind?,
+        f: s.f?,
+        key: s.key.flatten(),
+        node: s.node.flatten(),
+        value: ValueRef::Raw(s.value.unwrap_or("null")),
+        is_final: s.fin == Some("true"),
+        acked_by: s.acked_by.and_then(|r| ValueRef::Raw(r).as_str()),
+        epoch: s.epoch.and_then(|r| ValueRef::Raw(r).as_u64()),
+    };
+    Some((view, s.ints))
 }
 
 /// Streams a JSONL history into `visit`, one view per non-blank line, with the same
@@ -489,6 +412,7 @@ pub fn for_each_view<R: BufRead>(
     mut visit: impl FnMut(&OpView<'_>),
 ) -> Result<(), HistoryError> {
     let mut buf = Vec::with_capacity(1 << 12);
+    let mut ints = Vec::new();
     let mut line = 0;
     loop {
         buf.clear();
@@ -507,8 +431,14 @@ pub fn for_each_view<R: BufRead>(
         if text.is_empty() {
             continue;
         }
-        match scan(text) {
-            Some(view) => visit(&view),
+        ints.clear();
+        match scan_ints(text, &mut ints) {
+            Some((mut view, range)) => {
+                if let (Some(r), ValueRef::Raw(raw)) = (range, view.value) {
+                    view.value = ValueRef::Ints(raw, &ints[r]);
+                }
+                visit(&view)
+            }
             None => {
                 let op = parse_line(text, line)?;
                 visit(&OpView::of(&op));

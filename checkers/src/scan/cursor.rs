@@ -1,0 +1,323 @@
+//! The byte cursor under [`super::scan`]: whitespace, literals, strings without
+//! escapes, integers as serde_json reads them, arrays of integers read into a
+//! caller's buffer, the history's own field names matched as whole literals, and
+//! skipping one value of the accepted subset. Every method answers `None` for
+//! anything outside that subset; the caller then hands the line to serde.
+
+/// Deepest nesting the fast path accepts (serde's own limit is 128).
+const MAX_DEPTH: usize = 32;
+
+/// A plain JSON integer as serde_json reads it (`-0` is a float there, so excluded).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Int {
+    Pos(u64),
+    Neg(i64),
+}
+
+/// A field of a history line the scanner tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Field {
+    Index,
+    Time,
+    Process,
+    Type,
+    F,
+    Key,
+    Value,
+    Node,
+    AckedBy,
+    Epoch,
+    Final,
+    /// Any other name: its value is checked and skipped.
+    Other,
+}
+
+impl Field {
+    fn of(name: &str) -> Field {
+        match name {
+            "index" => Field::Index,
+            "time" => Field::Time,
+            "process" => Field::Process,
+            "type" => Field::Type,
+            "f" => Field::F,
+            "key" => Field::Key,
+            "value" => Field::Value,
+            "node" => Field::Node,
+            "acked_by" => Field::AckedBy,
+            "epoch" => Field::Epoch,
+            "final" => Field::Final,
+            _ => Field::Other,
+        }
+    }
+}
+
+/// `rest` starts with `word`: a comparison of constant length, so no call.
+#[inline(always)]
+fn starts<const N: usize>(rest: &[u8], word: &[u8; N]) -> bool {
+    rest.get(..N).is_some_and(|s| s == word)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The eight bytes at `i` as a little-endian word, when there are eight.
+#[inline(always)]
+fn word_at(b: &[u8], i: usize) -> Option<u64> {
+    let w: [u8; 8] = b.get(i..i + 8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(w))
+}
+
+/// The high bit of each byte of `w` equal to `c` (exact up to the first such byte,
+/// which is all the callers use).
+#[inline(always)]
+fn has_byte(w: u64, c: u8) -> u64 {
+    let x = w ^ (ONES * u64::from(c));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// The high bit of each byte of `w` below `n` (`n` ≤ 0x80; exact up to the first).
+#[inline(always)]
+fn has_below(w: u64, n: u8) -> u64 {
+    w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS
+}
+
+pub(super) struct Cur<'a> {
+    pub s: &'a str,
+    pub b: &'a [u8],
+    pub i: usize,
+}
+
+impl<'a> Cur<'a> {
+    pub fn new(s: &'a str) -> Self {
+        Cur {
+            s,
+            b: s.as_bytes(),
+            i: 0,
+        }
+    }
+
+    #[inline]
+    pub fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    pub fn ws(&mut self) {
+        let mut i = self.i;
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(i) {
+            i += 1;
+        }
+        self.i = i;
+    }
+
+    #[inline]
+    pub fn eat(&mut self, c: u8) -> Option<()> {
+        if self.b.get(self.i) == Some(&c) {
+            self.i += 1;
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// Steps over `word` when the input continues with it.
+    #[inline(always)]
+    pub fn word<const N: usize>(&mut self, word: &[u8; N]) -> bool {
+        let hit = starts(&self.b[self.i.min(self.b.len())..], word);
+        if hit {
+            self.i += N;
+        }
+        hit
+    }
+
+    pub fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.b.get(self.i..self.i + word.len())? == word {
+            self.i += word.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// A string without escapes or control characters; the cursor is on its quote.
+    #[inline]
+    pub fn string(&mut self) -> Option<&'a str> {
+        let b = self.b;
+        if b.get(self.i) != Some(&b'"') {
+            return None;
+        }
+        let start = self.i + 1;
+        let mut i = start;
+        // Eight bytes at a time to the first quote, backslash or control character.
+        while let Some(w) = word_at(b, i) {
+            let hit = has_byte(w, b'"') | has_byte(w, b'\\') | has_below(w, 0x20);
+            if hit != 0 {
+                i += (hit.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        loop {
+            match *b.get(i)? {
+                b'"' => break,
+                b'\\' | 0..=0x1f => return None,
+                _ => i += 1,
+            }
+        }
+        let out = self.s.get(start..i)?;
+        self.i = i + 1;
+        Some(out)
+    }
+
+    /// An integer without fraction or exponent that serde_json reads as one.
+    #[inline]
+    pub fn int(&mut self) -> Option<Int> {
+        // The position in a local, so that the digit loop keeps it in a register.
+        let b = self.b;
+        let mut i = self.i;
+        let neg = b.get(i) == Some(&b'-');
+        i += usize::from(neg);
+        let start = i;
+        let mut n: u64 = 0;
+        // Nineteen digits always fit a u64; only longer numbers need the checks.
+        let unchecked = b.len().min(start + 19);
+        while i < unchecked && b[i].is_ascii_digit() {
+            n = n * 10 + u64::from(b[i] - b'0');
+            i += 1;
+        }
+        while let Some(d @ b'0'..=b'9') = b.get(i) {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || (digits > 1 && b[start] == b'0') {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = b.get(i) {
+            return None;
+        }
+        self.i = i;
+        if neg {
+            if n == 0 || n > i64::MAX as u64 + 1 {
+                return None;
+            }
+            Some(Int::Neg((n as i128).wrapping_neg() as i64))
+        } else {
+            Some(Int::Pos(n))
+        }
+    }
+
+    /// A non-negative integer (what `index`, `time` and client processes are).
+    #[inline]
+    pub fn uint(&mut self) -> Option<u64> {
+        match self.int()? {
+            Int::Pos(n) => Some(n),
+            Int::Neg(_) => None,
+        }
+    }
+
+    /// An array whose elements are all integers that fit an `i64`, appended to
+    /// `out`; `None` for anything else (then `out` may hold some of its elements
+    /// and the cursor is anywhere inside: the caller resets both).
+    pub fn int_list(&mut self, out: &mut Vec<i64>) -> Option<()> {
+        self.eat(b'[')?;
+        self.ws();
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.ws();
+            let v = match self.int()? {
+                Int::Neg(i) => i,
+                Int::Pos(u) => i64::try_from(u).ok()?,
+            };
+            out.push(v);
+            // The usual separator first; whitespace only where it is.
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => {
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b']' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+        }
+    }
+
+    /// An object key and its colon: the history's own names written `"name":`
+    /// exactly are matched whole; anything else takes the general path to the
+    /// same reading.
+    #[inline]
+    pub fn field(&mut self) -> Option<Field> {
+        let rest = &self.b[self.i.min(self.b.len())..];
+        let hit = match rest.get(1) {
+            Some(b'i') if starts(rest, b"\"index\":") => Some((Field::Index, 8)),
+            Some(b't') if starts(rest, b"\"time\":") => Some((Field::Time, 7)),
+            Some(b't') if starts(rest, b"\"type\":") => Some((Field::Type, 7)),
+            Some(b'p') if starts(rest, b"\"process\":") => Some((Field::Process, 10)),
+            Some(b'f') if starts(rest, b"\"f\":") => Some((Field::F, 4)),
+            Some(b'f') if starts(rest, b"\"final\":") => Some((Field::Final, 8)),
+            Some(b'k') if starts(rest, b"\"key\":") => Some((Field::Key, 6)),
+            Some(b'v') if starts(rest, b"\"value\":") => Some((Field::Value, 8)),
+            Some(b'n') if starts(rest, b"\"node\":") => Some((Field::Node, 7)),
+            Some(b'a') if starts(rest, b"\"acked_by\":") => Some((Field::AckedBy, 11)),
+            Some(b'e') if starts(rest, b"\"epoch\":") => Some((Field::Epoch, 8)),
+            _ => None,
+        };
+        if let Some((f, n)) = hit {
+            self.i += n;
+            return Some(f);
+        }
+        let name = self.string()?;
+        self.ws();
+        self.eat(b':')?;
+        Some(Field::of(name))
+    }
+
+    /// Skips one value of the accepted subset.
+    pub fn skip(&mut self, depth: usize) -> Option<()> {
+        match *self.b.get(self.i)? {
+            b'"' => self.string().map(drop),
+            b'-' | b'0'..=b'9' => self.int().map(drop),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            open @ (b'[' | b'{') => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                let close = if open == b'[' { b']' } else { b'}' };
+                self.i += 1;
+                self.ws();
+                if self.eat(close).is_some() {
+                    return Some(());
+                }
+                loop {
+                    self.ws();
+                    if open == b'{' {
+                        self.string()?;
+                        self.ws();
+                        self.eat(b':')?;
+                        self.ws();
+                    }
+                    self.skip(depth + 1)?;
+                    self.ws();
+                    if self.eat(b',').is_none() {
+                        return self.eat(close);
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+}
