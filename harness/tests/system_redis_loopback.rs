@@ -12,7 +12,7 @@ use harness::control::{LocalExec, Target};
 use harness::nodes::NodeSpec;
 use harness::systems::redis::config::Tuning;
 use harness::systems::redis::RedisSentinel;
-use harness::systems::{NodeHandle, Outcome, System, SystemClient};
+use harness::systems::{FailKind, NodeHandle, Outcome, System, SystemClient};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
@@ -153,7 +153,10 @@ async fn discovery_workloads_failover_and_restart_on_loopback() {
         .invoke(&inv(OpFn::Cas, "r1", json!([3, 1])), Duration::from_secs(3))
         .await
     {
-        Outcome::Fail { error } => assert!(error.contains("does not hold 3"), "{error}"),
+        Outcome::Fail {
+            error,
+            kind: FailKind::Rejected,
+        } => assert!(error.contains("does not hold 3"), "{error}"),
         other => panic!("a cas from the wrong value must fail: {other:?}"),
     }
     assert_eq!(
@@ -172,7 +175,10 @@ async fn discovery_workloads_failover_and_restart_on_loopback() {
         .invoke(&inv(OpFn::Add, "set", json!("x")), Duration::from_secs(1))
         .await
     {
-        Outcome::Fail { error } => assert!(error.contains("non-integer"), "{error}"),
+        Outcome::Fail {
+            error,
+            kind: FailKind::Rejected,
+        } => assert!(error.contains("non-integer"), "{error}"),
         other => panic!("{other:?}"),
     }
 

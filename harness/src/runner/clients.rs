@@ -5,7 +5,7 @@
 use super::stop::Stop;
 use crate::nodes::NodeSpec;
 use crate::store::Recorder;
-use crate::systems::{Outcome, System, SystemClient};
+use crate::systems::{FailKind, Outcome, System, SystemClient};
 use checkers::{Op, OpType, Process};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -34,7 +34,11 @@ pub fn invoke_op(process: u64, node: &str, inv: &Invocation) -> Op {
 pub fn complete_op(process: u64, node: &str, inv: &Invocation, outcome: &Outcome) -> Op {
     let (kind, value, mut extra) = match outcome {
         Outcome::Ok { value, extra } => (OpType::Ok, value.clone(), extra.clone()),
-        Outcome::Fail { error } => (OpType::Fail, inv.value.clone(), error_map(error)),
+        Outcome::Fail { error, kind } => {
+            let mut extra = error_map(error);
+            extra.insert("fail_kind".into(), json!(kind.as_str()));
+            (OpType::Fail, inv.value.clone(), extra)
+        }
         Outcome::Info { error } => (OpType::Info, inv.value.clone(), error_map(error)),
     };
     if inv.is_final {
@@ -89,6 +93,29 @@ pub struct ClientTask<S: System> {
     pub stop: Stop,
 }
 
+/// The least pause after an op the system could not serve ([`FailKind::Unavailable`]).
+pub const UNAVAILABLE_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How long a client waits after `outcome` before its next op: the rate's interval,
+/// and at least [`UNAVAILABLE_BACKOFF`] after a system that could not serve the op
+/// (it answers at once, and a node that is down must not be hammered in a tight
+/// loop). A declined op ([`FailKind::Rejected`], e.g. a `cas` that found another
+/// value) is a normal completed op and waits no longer than an `ok`.
+pub fn pause_after(outcome: &Outcome, interval: Duration) -> Duration {
+    match outcome {
+        Outcome::Fail {
+            kind: FailKind::Unavailable,
+            ..
+        } => interval.max(UNAVAILABLE_BACKOFF),
+        Outcome::Fail {
+            kind: FailKind::Rejected,
+            ..
+        }
+        | Outcome::Ok { .. }
+        | Outcome::Info { .. } => interval,
+    }
+}
+
 /// Runs one client until the deadline, the stop flag or the op cap.
 pub async fn run_client<S: System>(t: ClientTask<S>) -> anyhow::Result<Tally> {
     let mut process = t.first_process;
@@ -114,23 +141,13 @@ pub async fn run_client<S: System>(t: ClientTask<S>) -> anyhow::Result<Tally> {
             .record(complete_op(process, &t.node.name, &inv, &outcome))?;
         tally.add(&outcome);
         done += 1;
-        match &outcome {
-            Outcome::Info { .. } => {
-                process += t.stride;
-                client = t.system.client(&t.node);
-            }
-            // A refused or failed op returns at once: back off a little so a node
-            // that is down is not hammered in a tight loop.
-            Outcome::Fail { .. } => {
-                t.stop
-                    .sleep(t.interval.max(Duration::from_millis(50)))
-                    .await;
-                continue;
-            }
-            Outcome::Ok { .. } => {}
+        if let Outcome::Info { .. } = &outcome {
+            process += t.stride;
+            client = t.system.client(&t.node);
         }
-        if !t.interval.is_zero() {
-            t.stop.sleep(t.interval).await;
+        let pause = pause_after(&outcome, t.interval);
+        if !pause.is_zero() {
+            t.stop.sleep(pause).await;
         }
     }
     Ok(tally)
@@ -259,16 +276,148 @@ mod tests {
             value: json!(3),
             is_final: false,
         };
-        let f = complete_op(
-            1,
-            "n1",
-            &add,
-            &Outcome::Fail {
-                error: "no master".into(),
-            },
-        );
+        let f = complete_op(1, "n1", &add, &Outcome::unavailable("no master"));
         assert_eq!((f.kind, f.value.clone()), (OpType::Fail, json!(3)));
+        assert_eq!(f.extra["fail_kind"], json!("unavailable"));
         assert!(!f.extra.contains_key("final"));
+        let r = complete_op(1, "n1", &add, &Outcome::rejected("cas: another value"));
+        assert_eq!(
+            (r.kind, &r.extra["fail_kind"], &r.extra["error"]),
+            (
+                OpType::Fail,
+                &json!("rejected"),
+                &json!("cas: another value")
+            )
+        );
+    }
+
+    /// A system whose every op fails with one kind.
+    struct Failing(FailKind);
+
+    struct FailingClient(FailKind);
+
+    impl SystemClient for FailingClient {
+        async fn invoke(&mut self, _inv: &Invocation, _timeout: Duration) -> Outcome {
+            Outcome::Fail {
+                error: "declined".into(),
+                kind: self.0,
+            }
+        }
+    }
+
+    impl System for Failing {
+        type Client = FailingClient;
+        fn describe(&self) -> String {
+            "failing".into()
+        }
+        async fn setup_node(
+            &self,
+            _: &crate::systems::NodeHandle,
+            _: &[NodeSpec],
+        ) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn await_ready(&self, _: &[NodeSpec], _: Duration) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn teardown_node(&self, _: &crate::systems::NodeHandle) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn roles(&self, _: &[NodeSpec], _: Duration) -> Vec<crate::systems::RoleView> {
+            Vec::new()
+        }
+        fn log_paths(&self, _: &NodeSpec) -> Vec<String> {
+            Vec::new()
+        }
+        fn client(&self, _: &NodeSpec) -> FailingClient {
+            FailingClient(self.0)
+        }
+        fn pid_file(&self, _: &NodeSpec) -> String {
+            String::new()
+        }
+        async fn restart_node(
+            &self,
+            _: &crate::systems::NodeHandle,
+            _: &[NodeSpec],
+        ) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_unavailability_backs_off() {
+        let ok = Outcome::Ok {
+            value: Value::Null,
+            extra: Default::default(),
+        };
+        let info = Outcome::Info {
+            error: "timeout".into(),
+        };
+        let (rejected, unavailable) = (Outcome::rejected("cas"), Outcome::unavailable("down"));
+        let ms = Duration::from_millis;
+        for (o, at_full_speed, at_200ms) in [
+            (&ok, ms(0), ms(200)),
+            (&info, ms(0), ms(200)),
+            (&rejected, ms(0), ms(200)),
+            (&unavailable, UNAVAILABLE_BACKOFF, ms(200)),
+        ] {
+            assert_eq!(pause_after(o, Duration::ZERO), at_full_speed, "{o:?}");
+            assert_eq!(pause_after(o, ms(200)), at_200ms, "{o:?}");
+        }
+        assert_eq!(pause_after(&unavailable, ms(10)), UNAVAILABLE_BACKOFF);
+    }
+
+    /// Runs 20 ops that all fail with `kind` (no rate limit); returns how long they
+    /// took, the tally and the recorded `fail_kind`s.
+    async fn twenty_failures(kind: FailKind) -> (Duration, Tally, Vec<Value>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        let recorder = Arc::new(Recorder::create(path.clone(), std::time::Instant::now()).unwrap());
+        let generator: Box<dyn Generator> = Box::new(workloads::leader::RoleGenerator);
+        let start = Instant::now();
+        let tally = run_client(ClientTask {
+            system: Arc::new(Failing(kind)),
+            node: NodeSpec {
+                name: "n1".into(),
+                host: "127.0.0.1".into(),
+                port: 22,
+                user: None,
+                workdir: "/tmp".into(),
+            },
+            first_process: 0,
+            stride: 1,
+            generator: Arc::new(Mutex::new(generator)),
+            recorder: recorder.clone(),
+            deadline: start + Duration::from_secs(3600),
+            op_timeout: Duration::from_secs(1),
+            interval: Duration::ZERO,
+            max_ops: 20,
+            stop: Stop::default(),
+        })
+        .await
+        .unwrap();
+        let took = start.elapsed();
+        recorder.flush().unwrap();
+        let kinds = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|o| o["type"] == "fail")
+            .map(|o| o["fail_kind"].clone())
+            .collect();
+        (took, tally, kinds)
+    }
+
+    #[tokio::test]
+    async fn the_client_loop_backs_off_after_unavailability_and_records_the_kind() {
+        let (took, tally, kinds) = twenty_failures(FailKind::Unavailable).await;
+        assert_eq!((tally.ok, tally.fail, tally.info), (0, 20, 0));
+        assert_eq!(kinds, vec![json!("unavailable"); 20]);
+        // Twenty back-offs at least (sleeps never end early).
+        assert!(took >= UNAVAILABLE_BACKOFF * 20, "{took:?}");
+        let (_, tally, kinds) = twenty_failures(FailKind::Rejected).await;
+        assert_eq!((tally.ok, tally.fail, tally.info), (0, 20, 0));
+        assert_eq!(kinds, vec![json!("rejected"); 20]);
     }
 
     #[tokio::test]

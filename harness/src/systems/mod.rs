@@ -30,10 +30,52 @@ pub enum Outcome {
         value: Value,
         extra: Map<String, Value>,
     },
-    /// It definitely did not happen.
-    Fail { error: String },
+    /// It definitely did not happen; `kind` says whether the system declined it or
+    /// could not serve it.
+    Fail { error: String, kind: FailKind },
     /// It may or may not have happened (timeout, lost connection).
     Info { error: String },
+}
+
+/// Why an operation definitely did not happen. The runner backs off before a
+/// client's next operation only after [`FailKind::Unavailable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+    /// The system answered and declined the operation on its merits — a `cas` that
+    /// found another value, a value of the wrong type, a conflict — or the invocation
+    /// itself was invalid. A normal completed operation: asking again at once is fine.
+    Rejected,
+    /// The system could not serve the operation now: no master or leader, a node down,
+    /// read-only or still loading, the connection refused, a read with no answer.
+    Unavailable,
+}
+
+impl FailKind {
+    /// The name written into the history line (`fail_kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailKind::Rejected => "rejected",
+            FailKind::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl Outcome {
+    /// `Fail` of kind [`FailKind::Rejected`].
+    pub fn rejected(error: impl Into<String>) -> Outcome {
+        Outcome::Fail {
+            error: error.into(),
+            kind: FailKind::Rejected,
+        }
+    }
+
+    /// `Fail` of kind [`FailKind::Unavailable`].
+    pub fn unavailable(error: impl Into<String>) -> Outcome {
+        Outcome::Fail {
+            error: error.into(),
+            kind: FailKind::Unavailable,
+        }
+    }
 }
 
 /// A node as the runner hands it to a system: its spec and a way to run commands.

@@ -6,7 +6,7 @@
 //! answering, and role observations say `peer` and `masterless`, which makes the
 //! dual-master analysis "not applicable" rather than a false positive.
 
-use super::{NodeHandle, Outcome, RoleView, System, SystemClient};
+use super::{FailKind, NodeHandle, Outcome, RoleView, System, SystemClient};
 use crate::control::{sh_quote, Remote};
 use crate::nodes::NodeSpec;
 use anyhow::{bail, Context};
@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use workloads::{Invocation, OpFn};
 use zoo::client::{CallError, Client};
-use zoo::proto::{Outcome as ZooOutcome, Request, Response, RoleKind};
+use zoo::proto::{ErrorCode, Outcome as ZooOutcome, Request, Response, RoleKind};
 
 /// The port every zoo node listens on, for clients and peers.
 pub const PORT: u16 = 7070;
@@ -301,9 +301,32 @@ pub struct ZooClient {
 
 fn classify(e: &CallError) -> Outcome {
     let error = e.to_string();
+    let kind = match e {
+        CallError::Server(reply) => fail_kind(reply.code),
+        CallError::Transport(_) | CallError::Unexpected(_) => FailKind::Unavailable,
+    };
     match e.outcome() {
-        ZooOutcome::NotApplied => Outcome::Fail { error },
+        ZooOutcome::NotApplied => Outcome::Fail { error, kind },
         ZooOutcome::Indeterminate => Outcome::Info { error },
+    }
+}
+
+/// Whether a zoo error code declines the op on its merits or says the node cannot
+/// serve it now (matters only for the codes that are `not_applied`).
+fn fail_kind(code: ErrorCode) -> FailKind {
+    match code {
+        ErrorCode::CasMismatch
+        | ErrorCode::WrongType
+        | ErrorCode::BadRequest
+        | ErrorCode::Unsupported => FailKind::Rejected,
+        ErrorCode::NoMaster
+        | ErrorCode::NotMaster
+        | ErrorCode::MasterUnreachable
+        | ErrorCode::ForwardLost
+        | ErrorCode::Storage
+        | ErrorCode::ShuttingDown
+        | ErrorCode::Redirect
+        | ErrorCode::NotReplicated => FailKind::Unavailable,
     }
 }
 
@@ -374,12 +397,8 @@ impl SystemClient for ZooClient {
         let c = match tokio::time::timeout(timeout, self.connected()).await {
             Ok(Ok(c)) => c,
             // Nothing was sent: the operation did not happen.
-            Ok(Err(error)) => return Outcome::Fail { error },
-            Err(_) => {
-                return Outcome::Fail {
-                    error: format!("connect to {}: timed out", self.node),
-                }
-            }
+            Ok(Err(error)) => return Outcome::unavailable(error),
+            Err(_) => return Outcome::unavailable(format!("connect to {}: timed out", self.node)),
         };
         let left = deadline
             .saturating_duration_since(Instant::now())
@@ -387,9 +406,7 @@ impl SystemClient for ZooClient {
         match inv.f {
             OpFn::Add => {
                 let Some(value) = inv.value.as_i64() else {
-                    return Outcome::Fail {
-                        error: format!("add of a non-integer {}", inv.value),
-                    };
+                    return Outcome::rejected(format!("add of a non-integer {}", inv.value));
                 };
                 match c.add(&key, value, left).await {
                     Ok(ack) => Outcome::Ok {
@@ -401,9 +418,11 @@ impl SystemClient for ZooClient {
             }
             OpFn::Write | OpFn::Append => {
                 let Some(value) = inv.value.as_i64() else {
-                    return Outcome::Fail {
-                        error: format!("{} of a non-integer {}", inv.f.as_str(), inv.value),
-                    };
+                    return Outcome::rejected(format!(
+                        "{} of a non-integer {}",
+                        inv.f.as_str(),
+                        inv.value
+                    ));
                 };
                 let r = if inv.f == OpFn::Write {
                     c.write(&key, value, left).await
@@ -424,9 +443,10 @@ impl SystemClient for ZooClient {
                     _ => None,
                 });
                 let Some((from, to)) = pair else {
-                    return Outcome::Fail {
-                        error: format!("cas needs [from, to] integers, got {}", inv.value),
-                    };
+                    return Outcome::rejected(format!(
+                        "cas needs [from, to] integers, got {}",
+                        inv.value
+                    ));
                 };
                 match c.cas(&key, from, to, left).await {
                     Ok(ack) => Outcome::Ok {
@@ -486,5 +506,56 @@ impl SystemClient for ZooClient {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zoo::client::ClientError;
+    use zoo::proto::ErrorReply;
+
+    fn kind_of(e: CallError) -> Option<FailKind> {
+        match classify(&e) {
+            Outcome::Fail { kind, .. } => Some(kind),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_declined_op_is_rejected_and_an_unserved_one_unavailable() {
+        let server = |code| CallError::Server(ErrorReply::not_applied(code, "x"));
+        assert_eq!(
+            kind_of(server(ErrorCode::CasMismatch)),
+            Some(FailKind::Rejected)
+        );
+        assert_eq!(
+            kind_of(server(ErrorCode::WrongType)),
+            Some(FailKind::Rejected)
+        );
+        for code in [
+            ErrorCode::NoMaster,
+            ErrorCode::NotMaster,
+            ErrorCode::MasterUnreachable,
+            ErrorCode::ShuttingDown,
+            ErrorCode::Redirect,
+        ] {
+            assert_eq!(
+                kind_of(server(code)),
+                Some(FailKind::Unavailable),
+                "{code:?}"
+            );
+        }
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let refused = CallError::Transport(ClientError::Connect {
+            addr,
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        });
+        assert_eq!(kind_of(refused), Some(FailKind::Unavailable));
+        // Sent and unanswered: not a fail at all.
+        let lost = CallError::Transport(ClientError::Closed { addr });
+        assert!(matches!(classify(&lost), Outcome::Info { .. }));
+        let forward = CallError::Server(ErrorReply::indeterminate(ErrorCode::ForwardLost, "x"));
+        assert!(matches!(classify(&forward), Outcome::Info { .. }));
     }
 }

@@ -4,6 +4,7 @@
 //! `/debug/vars`), and the classification of gateway errors into "the request was
 //! rejected before it was proposed to Raft" (`fail`) and "it may have been" (`info`).
 
+use crate::systems::FailKind;
 use data_encoding::BASE64;
 use serde_json::{json, Value};
 
@@ -201,16 +202,23 @@ pub fn gateway_error(http_status: u16, body: &[u8]) -> GatewayError {
 /// Errors etcd returns before a request is handed to Raft, or that Raft returns when
 /// it refuses the proposal outright: the write did not happen. Everything else that
 /// can follow a proposal ("etcdserver: request timed out", "leader changed", "server
-/// stopped", a broken gateway connection) leaves it undetermined.
-const NOT_PROPOSED: &[&str] = &[
+/// stopped", a broken gateway connection) leaves it undetermined. These say the
+/// cluster cannot take writes now.
+const NOT_PROPOSED_UNAVAILABLE: &[&str] = &[
     // processInternalRaftRequestOnce, before Propose.
     "etcdserver: too many requests",
-    "etcdserver: request is too large",
     // Raft's Propose refused it (a follower that knows no leader drops proposals).
     "raft proposal dropped",
-    // Checked by the gRPC layer or the txn validation before anything is proposed.
     "etcdserver: no leader",
     "etcdserver: not capable",
+    // The gateway could not reach the member's own gRPC server.
+    "transport: error while dialing",
+];
+
+/// Like [`NOT_PROPOSED_UNAVAILABLE`], but the request itself was refused (checked by
+/// the gRPC layer or the txn validation before anything is proposed).
+const NOT_PROPOSED_REJECTED: &[&str] = &[
+    "etcdserver: request is too large",
     "etcdserver: too many operations in txn request",
     "etcdserver: duplicate key given in txn request",
     "etcdserver: key is not provided",
@@ -219,14 +227,19 @@ const NOT_PROPOSED: &[&str] = &[
     "etcdserver: permission denied",
     "etcdserver: user name not found",
     "etcdserver: invalid auth token",
-    // The gateway could not reach the member's own gRPC server.
-    "transport: error while dialing",
 ];
 
-/// Whether a write rejected with `message` provably did not take effect.
-pub fn write_not_applied(message: &str) -> bool {
+/// When a write rejected with `message` provably did not take effect, of which kind;
+/// `None` when it may have.
+pub fn write_not_applied(message: &str) -> Option<FailKind> {
     let m = message.to_ascii_lowercase();
-    NOT_PROPOSED.iter().any(|p| m.contains(p))
+    if NOT_PROPOSED_UNAVAILABLE.iter().any(|p| m.contains(p)) {
+        Some(FailKind::Unavailable)
+    } else if NOT_PROPOSED_REJECTED.iter().any(|p| m.contains(p)) {
+        Some(FailKind::Rejected)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -295,9 +308,15 @@ mod tests {
         );
         assert_eq!(e.code, Some(5));
         assert_eq!(e.message, "etcdserver: requested lease not found");
-        assert!(write_not_applied(&e.message));
-        assert!(write_not_applied("raft proposal dropped"));
-        assert!(write_not_applied("etcdserver: too many requests"));
+        assert_eq!(write_not_applied(&e.message), Some(FailKind::Rejected));
+        assert_eq!(
+            write_not_applied("raft proposal dropped"),
+            Some(FailKind::Unavailable)
+        );
+        assert_eq!(
+            write_not_applied("etcdserver: too many requests"),
+            Some(FailKind::Unavailable)
+        );
         for after in [
             "etcdserver: request timed out",
             "etcdserver: request timed out, possibly due to previous leader failure",
@@ -305,7 +324,7 @@ mod tests {
             "etcdserver: server stopped",
             "transport is closing",
         ] {
-            assert!(!write_not_applied(after), "{after}");
+            assert_eq!(write_not_applied(after), None, "{after}");
         }
         assert_eq!(gateway_error(502, b"Bad Gateway").message, "Bad Gateway");
     }

@@ -6,7 +6,7 @@
 
 use super::api::{self, GatewayError, RaftStatus};
 use super::http::{Conn, HttpError};
-use crate::systems::{Outcome, SystemClient};
+use crate::systems::{FailKind, Outcome, SystemClient};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -210,16 +210,20 @@ impl EtcdClient {
         match self.call("POST", path, &body, deadline).await {
             Ok(resp) => {
                 if path == api::TXN && !api::succeeded(&resp) {
-                    return Outcome::Fail {
-                        error: "cas: the value did not match".into(),
-                    };
+                    return Outcome::rejected("cas: the value did not match");
                 }
                 let extra = self.attribution(&resp, deadline).await;
                 Outcome::Ok { value, extra }
             }
-            Err(CallError::NotSent(error)) => Outcome::Fail { error },
-            Err(CallError::Rejected(e)) if api::write_not_applied(&e.message) => Outcome::Fail {
-                error: e.to_string(),
+            Err(CallError::NotSent(error)) => Outcome::unavailable(error),
+            Err(CallError::Rejected(e)) => match api::write_not_applied(&e.message) {
+                Some(kind) => Outcome::Fail {
+                    error: e.to_string(),
+                    kind,
+                },
+                None => Outcome::Info {
+                    error: e.to_string(),
+                },
             },
             Err(e) => Outcome::Info {
                 error: describe(&e),
@@ -227,11 +231,23 @@ impl EtcdClient {
         }
     }
 
-    /// A linearizable range; reads change nothing, so every error is `fail`.
-    async fn read(&mut self, body: Value, deadline: Instant) -> Result<Value, String> {
+    /// A linearizable range; reads change nothing, so every error is `fail`: one the
+    /// request itself caused is `rejected`, anything else `unavailable`.
+    async fn read(&mut self, body: Value, deadline: Instant) -> Result<Value, Outcome> {
         self.call("POST", api::RANGE, &body, deadline)
             .await
-            .map_err(|e| describe(&e))
+            .map_err(|e| {
+                let kind = match &e {
+                    CallError::Rejected(g) => {
+                        api::write_not_applied(&g.message).unwrap_or(FailKind::Unavailable)
+                    }
+                    CallError::NotSent(_) | CallError::Unknown(_) => FailKind::Unavailable,
+                };
+                Outcome::Fail {
+                    error: describe(&e),
+                    kind,
+                }
+            })
     }
 
     fn served(&self, resp: &Value) -> Map<String, Value> {
@@ -248,21 +264,17 @@ impl EtcdClient {
         let prefix = format!("{key}/");
         let resp = match self.read(api::prefix_body(&prefix), deadline).await {
             Ok(r) => r,
-            Err(error) => return Outcome::Fail { error },
+            Err(o) => return o,
         };
         let kvs = match api::kvs(&resp) {
             Ok(k) => k,
-            Err(error) => return Outcome::Fail { error },
+            Err(error) => return Outcome::rejected(error),
         };
         let mut values = Vec::with_capacity(kvs.len());
         for (k, _) in kvs {
             match k.strip_prefix(&prefix).and_then(|s| s.parse::<i64>().ok()) {
                 Some(v) => values.push(v),
-                None => {
-                    return Outcome::Fail {
-                        error: format!("unexpected key {k:?} under {prefix}"),
-                    }
-                }
+                None => return Outcome::rejected(format!("unexpected key {k:?} under {prefix}")),
             }
         }
         Outcome::Ok {
@@ -294,7 +306,7 @@ impl SystemClient for EtcdClient {
             OpFn::Add | OpFn::Append => {
                 let v = match int(inv) {
                     Ok(v) => v,
-                    Err(error) => return Outcome::Fail { error },
+                    Err(error) => return Outcome::rejected(error),
                 };
                 let body = api::put_body(&format!("{key}/{v}"), &v.to_string());
                 self.write(api::PUT, body, json!(v), deadline).await
@@ -303,7 +315,7 @@ impl SystemClient for EtcdClient {
             OpFn::Write => {
                 let v = match int(inv) {
                     Ok(v) => v,
-                    Err(error) => return Outcome::Fail { error },
+                    Err(error) => return Outcome::rejected(error),
                 };
                 let body = api::put_body(&key, &v.to_string());
                 self.write(api::PUT, body, json!(v), deadline).await
@@ -314,9 +326,10 @@ impl SystemClient for EtcdClient {
                     _ => None,
                 });
                 let Some((from, to)) = pair else {
-                    return Outcome::Fail {
-                        error: format!("cas needs [from, to] integers, got {}", inv.value),
-                    };
+                    return Outcome::rejected(format!(
+                        "cas needs [from, to] integers, got {}",
+                        inv.value
+                    ));
                 };
                 let body = api::cas_body(&key, &from.to_string(), &to.to_string());
                 self.write(api::TXN, body, json!([from, to]), deadline)
@@ -325,7 +338,7 @@ impl SystemClient for EtcdClient {
             OpFn::ReadRegister => {
                 let resp = match self.read(api::get_body(&key), deadline).await {
                     Ok(r) => r,
-                    Err(error) => return Outcome::Fail { error },
+                    Err(o) => return o,
                 };
                 let value = match api::kvs(&resp) {
                     Ok(kvs) => match kvs.first() {
@@ -333,14 +346,14 @@ impl SystemClient for EtcdClient {
                         Some((_, Some(v))) => match v.parse::<i64>() {
                             Ok(n) => json!(n),
                             Err(_) => {
-                                return Outcome::Fail {
-                                    error: format!("register {key} holds {v:?}, not an integer"),
-                                }
+                                return Outcome::rejected(format!(
+                                    "register {key} holds {v:?}, not an integer"
+                                ))
                             }
                         },
                         Some((_, None)) => Value::Null,
                     },
-                    Err(error) => return Outcome::Fail { error },
+                    Err(error) => return Outcome::rejected(error),
                 };
                 Outcome::Ok {
                     value,
@@ -359,7 +372,7 @@ impl SystemClient for EtcdClient {
                         extra: Map::new(),
                     }
                 }
-                Err(error) => Outcome::Fail { error },
+                Err(error) => Outcome::unavailable(error),
             },
         }
     }
@@ -415,7 +428,10 @@ mod tests {
         };
         assert!(matches!(
             c.invoke(&add, Duration::from_secs(1)).await,
-            Outcome::Fail { .. }
+            Outcome::Fail {
+                kind: FailKind::Unavailable,
+                ..
+            }
         ));
         let role = Invocation {
             f: OpFn::Role,
@@ -425,7 +441,10 @@ mod tests {
         };
         assert!(matches!(
             c.invoke(&role, Duration::from_secs(1)).await,
-            Outcome::Fail { .. }
+            Outcome::Fail {
+                kind: FailKind::Unavailable,
+                ..
+            }
         ));
     }
 
@@ -505,7 +524,10 @@ mod tests {
         };
         assert!(matches!(
             c.invoke(&w, Duration::from_secs(2)).await,
-            Outcome::Fail { .. }
+            Outcome::Fail {
+                kind: FailKind::Unavailable,
+                ..
+            }
         ));
         match c.invoke(&w, Duration::from_secs(2)).await {
             Outcome::Info { error } => assert!(error.contains("request timed out"), "{error}"),

@@ -10,7 +10,7 @@
 //! unreplicated write into an acknowledged one.
 
 use super::sql::{self, first_row, STATUS_SQL};
-use crate::systems::{Outcome, SystemClient};
+use crate::systems::{FailKind, Outcome, SystemClient};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -153,22 +153,30 @@ impl PgClient {
     }
 }
 
-/// `fail` when the server definitely rejected the statement, else `info`.
+/// `fail` when the server definitely rejected the statement, else `info`. A read-only
+/// node (a standby, or a primary that was just demoted) cannot take the write now
+/// (`unavailable`); a conflict, a constraint, a bad value or bad SQL declined this
+/// statement (`rejected`).
 pub fn classify_write_error(e: &tokio_postgres::Error) -> Outcome {
     let error = e.to_string();
-    let definite = e.code().is_some_and(|c| {
+    let kind = e.code().and_then(|c| {
         let s = c.code();
-        *c == SqlState::READ_ONLY_SQL_TRANSACTION
-            || *c == SqlState::T_R_SERIALIZATION_FAILURE
+        if *c == SqlState::READ_ONLY_SQL_TRANSACTION {
+            Some(FailKind::Unavailable)
+        } else if *c == SqlState::T_R_SERIALIZATION_FAILURE
             || *c == SqlState::T_R_DEADLOCK_DETECTED
             || s.starts_with("23")
             || s.starts_with("22")
             || s.starts_with("42")
+        {
+            Some(FailKind::Rejected)
+        } else {
+            None
+        }
     });
-    if definite {
-        Outcome::Fail { error }
-    } else {
-        Outcome::Info { error }
+    match kind {
+        Some(kind) => Outcome::Fail { error, kind },
+        None => Outcome::Info { error },
     }
 }
 
@@ -205,9 +213,9 @@ impl SystemClient for PgClient {
             OpFn::Add | OpFn::Write | OpFn::Cas => self.write(inv, &key, deadline).await,
             OpFn::Read | OpFn::ReadRegister => self.read(inv, &key, deadline).await,
             OpFn::Role => self.role(deadline).await,
-            OpFn::Append | OpFn::ReadList => Outcome::Fail {
-                error: "postgres does not support list-append".into(),
-            },
+            OpFn::Append | OpFn::ReadList => {
+                Outcome::rejected("postgres does not support list-append")
+            }
         }
     }
 }
@@ -229,7 +237,7 @@ impl PgClient {
         };
         let s = match self.primary(deadline).await {
             Ok(s) => s,
-            Err(error) => return Outcome::Fail { error },
+            Err(error) => return Outcome::unavailable(error),
         };
         let text = match (inv.f, from) {
             (OpFn::Add, _) => INSERT_SET,
@@ -240,7 +248,7 @@ impl PgClient {
             Ok(st) => st,
             Err(error) => {
                 self.session = None;
-                return Outcome::Fail { error };
+                return Outcome::unavailable(error);
             }
         };
         let r = match from {
@@ -250,9 +258,9 @@ impl PgClient {
         let outcome = match r {
             Err(error) => Outcome::Info { error },
             Ok(Err(e)) => classify_write_error(&e),
-            Ok(Ok(0)) if inv.f == OpFn::Cas => Outcome::Fail {
-                error: "cas: the value was not the expected one".into(),
-            },
+            Ok(Ok(0)) if inv.f == OpFn::Cas => {
+                Outcome::rejected("cas: the value was not the expected one")
+            }
             Ok(Ok(_)) => Outcome::Ok {
                 value: inv.value.clone(),
                 extra: attribution(s),
@@ -276,24 +284,20 @@ impl PgClient {
             let own_name = self.node.clone();
             match self.own(deadline).await {
                 Ok(c) => (c, None, own_name),
-                Err(error) => return Outcome::Fail { error },
+                Err(error) => return Outcome::unavailable(error),
             }
         } else {
             let prepared = match self.primary(deadline).await {
                 Ok(s) => s.prepared(text, deadline).await,
-                Err(error) => return Outcome::Fail { error },
+                Err(error) => return Outcome::unavailable(error),
             };
             match (prepared, self.session.as_ref()) {
                 (Ok(st), Some(s)) => (&s.client, Some(st), s.node.clone()),
                 (Err(error), _) => {
                     self.session = None;
-                    return Outcome::Fail { error };
+                    return Outcome::unavailable(error);
                 }
-                (Ok(_), None) => {
-                    return Outcome::Fail {
-                        error: "no read-write node".into(),
-                    }
-                }
+                (Ok(_), None) => return Outcome::unavailable("no read-write node"),
             }
         };
         let rows = match &st {
@@ -323,13 +327,11 @@ impl PgClient {
             // A read changes nothing: whatever went wrong, it did not take effect.
             Ok(Err(e)) => {
                 self.drop_connection(inv.is_final);
-                Outcome::Fail {
-                    error: e.to_string(),
-                }
+                Outcome::unavailable(e.to_string())
             }
             Err(error) => {
                 self.drop_connection(inv.is_final);
-                Outcome::Fail { error }
+                Outcome::unavailable(error)
             }
         }
     }
@@ -359,7 +361,7 @@ impl PgClient {
             },
             Err(error) => {
                 self.direct = None;
-                Outcome::Fail { error }
+                Outcome::unavailable(error)
             }
         }
     }
@@ -374,11 +376,9 @@ impl PgClient {
 }
 
 fn bad_value(inv: &Invocation) -> Outcome {
-    Outcome::Fail {
-        error: format!(
-            "{} needs integer values ([from, to] for cas), got {}",
-            inv.f.as_str(),
-            inv.value
-        ),
-    }
+    Outcome::rejected(format!(
+        "{} needs integer values ([from, to] for cas), got {}",
+        inv.f.as_str(),
+        inv.value
+    ))
 }

@@ -358,7 +358,7 @@ impl RedisClient {
         let deadline = Instant::now() + timeout;
         let m = match self.master(deadline).await {
             Ok(m) => m,
-            Err(error) => return Err(Outcome::Fail { error }),
+            Err(error) => return Err(Outcome::unavailable(error)),
         };
         let left = deadline
             .saturating_duration_since(Instant::now())
@@ -370,10 +370,9 @@ impl RedisClient {
                     self.master = None;
                 }
                 let error = format!("{node}: {e}");
-                Err(if refused(&e) {
-                    Outcome::Fail { error }
-                } else {
-                    Outcome::Info { error }
+                Err(match refused(&e) {
+                    Some(kind) => Outcome::Fail { error, kind },
+                    None => Outcome::Info { error },
                 })
             }
             Ok(r) => Ok((r, node, epoch)),
@@ -381,7 +380,7 @@ impl RedisClient {
                 self.master = None;
                 let error = format!("{node}: {e}");
                 Err(match e {
-                    CallError::NotSent(_) => Outcome::Fail { error },
+                    CallError::NotSent(_) => Outcome::unavailable(error),
                     CallError::Unknown(_) => Outcome::Info { error },
                 })
             }
@@ -401,7 +400,8 @@ impl RedisClient {
         }
     }
 
-    /// A read on the master; any failure is `fail` (a read changes nothing).
+    /// A read on the master; any failure is `fail` (a read changes nothing): a reply
+    /// that is not what the op reads is `rejected`, no usable answer `unavailable`.
     async fn read(&mut self, cmd: &[&[u8]], timeout: Duration, parse: ParseFn) -> Outcome {
         match self.on_master(cmd, timeout).await {
             Ok((r, node, epoch)) => match parse(&r) {
@@ -409,9 +409,9 @@ impl RedisClient {
                     value,
                     extra: served(&node, "master", epoch),
                 },
-                Err(error) => Outcome::Fail { error },
+                Err(error) => Outcome::rejected(error),
             },
-            Err(Outcome::Info { error } | Outcome::Fail { error }) => Outcome::Fail { error },
+            Err(Outcome::Info { error }) => Outcome::unavailable(error),
             Err(o) => o,
         }
     }
@@ -428,9 +428,7 @@ impl SystemClient for RedisClient {
                 OpFn::ReadList => (vec![b"LRANGE", k, b"0", b"-1"], list_ints),
                 OpFn::ReadRegister => (vec![b"GET", k], register),
                 other => {
-                    return Outcome::Fail {
-                        error: format!("{} cannot be a final read", other.as_str()),
-                    }
+                    return Outcome::rejected(format!("{} cannot be a final read", other.as_str()))
                 }
             };
             return match self.final_read(&cmd, timeout).await {
@@ -439,11 +437,9 @@ impl SystemClient for RedisClient {
                         value,
                         extra: served(&self.node, "local", None),
                     },
-                    Err(error) => Outcome::Fail { error },
+                    Err(error) => Outcome::rejected(error),
                 },
-                Err(error) => Outcome::Fail {
-                    error: format!("{}: {error}", self.node),
-                },
+                Err(error) => Outcome::unavailable(format!("{}: {error}", self.node)),
             };
         }
         match inv.f {
@@ -456,13 +452,15 @@ impl SystemClient for RedisClient {
                     }),
                     extra: Map::new(),
                 },
-                Err(error) => Outcome::Fail { error },
+                Err(error) => Outcome::unavailable(error),
             },
             OpFn::Add | OpFn::Write | OpFn::Append => {
                 let Some(v) = int(&inv.value) else {
-                    return Outcome::Fail {
-                        error: format!("{} of a non-integer {}", inv.f.as_str(), inv.value),
-                    };
+                    return Outcome::rejected(format!(
+                        "{} of a non-integer {}",
+                        inv.f.as_str(),
+                        inv.value
+                    ));
                 };
                 let verb: &[u8] = match inv.f {
                     OpFn::Add => b"SADD",
@@ -478,9 +476,10 @@ impl SystemClient for RedisClient {
                     _ => None,
                 });
                 let Some((from, to)) = pair else {
-                    return Outcome::Fail {
-                        error: format!("cas needs [from, to] integers, got {}", inv.value),
-                    };
+                    return Outcome::rejected(format!(
+                        "cas needs [from, to] integers, got {}",
+                        inv.value
+                    ));
                 };
                 let cmd: [&[u8]; 6] = [
                     b"EVAL",
@@ -495,9 +494,9 @@ impl SystemClient for RedisClient {
                         value: inv.value.clone(),
                         extra: attribution(&node, epoch),
                     },
-                    Ok((Reply::Int(0), node, _)) => Outcome::Fail {
-                        error: format!("{node}: cas: the register does not hold {from}"),
-                    },
+                    Ok((Reply::Int(0), node, _)) => {
+                        Outcome::rejected(format!("{node}: cas: the register does not hold {from}"))
+                    }
                     Ok((r, node, _)) => Outcome::Info {
                         error: format!("{node}: unexpected cas reply {r:?}"),
                     },

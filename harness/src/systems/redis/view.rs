@@ -4,6 +4,7 @@
 //! reply turned into the history's value and attribution.
 
 use super::resp::Reply;
+use crate::systems::FailKind;
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
 
@@ -101,9 +102,12 @@ pub fn parse_sentinel(replies: &[Reply], cluster: &Cluster) -> Result<SentinelVi
     })
 }
 
-/// Whether an error reply means the command was refused before it ran.
-pub fn refused(e: &str) -> bool {
-    const PREFIXES: &[&str] = &[
+/// When an error reply means the command was refused before it ran (`fail`), of
+/// which kind: the server cannot take writes now (read-only replica, no replicas, no
+/// master, loading, busy, out of memory, cannot persist) or it declined the command
+/// itself (an unknown script). `None`: it may have run (`info` for a write).
+pub fn refused(e: &str) -> Option<FailKind> {
+    const UNAVAILABLE: &[&str] = &[
         "READONLY",
         "NOREPLICAS",
         "MASTERDOWN",
@@ -114,10 +118,15 @@ pub fn refused(e: &str) -> bool {
         "CLUSTERDOWN",
         "BUSY",
         "OOM",
-        "NOSCRIPT",
         "MISCONF",
     ];
-    PREFIXES.iter().any(|p| e.starts_with(p))
+    if UNAVAILABLE.iter().any(|p| e.starts_with(p)) {
+        Some(FailKind::Unavailable)
+    } else if e.starts_with("NOSCRIPT") {
+        Some(FailKind::Rejected)
+    } else {
+        None
+    }
 }
 
 /// Errors after which the client must find the master again.
@@ -265,11 +274,19 @@ mod tests {
 
     #[test]
     fn refusals_are_fail_and_the_rest_info() {
-        assert!(refused(
-            "READONLY You can't write against a read only replica."
-        ));
-        assert!(refused("NOREPLICAS Not enough good replicas to write."));
-        assert!(!refused("ERR Error running script"));
+        assert_eq!(
+            refused("READONLY You can't write against a read only replica."),
+            Some(FailKind::Unavailable)
+        );
+        assert_eq!(
+            refused("NOREPLICAS Not enough good replicas to write."),
+            Some(FailKind::Unavailable)
+        );
+        assert_eq!(
+            refused("NOSCRIPT No matching script."),
+            Some(FailKind::Rejected)
+        );
+        assert_eq!(refused("ERR Error running script"), None);
         assert!(lost_master("READONLY x") && !lost_master("NOREPLICAS x"));
         assert_eq!(register(&Reply::Bulk(None)), Ok(Value::Null));
         assert_eq!(register(&bulk("3")), Ok(json!(3)));
