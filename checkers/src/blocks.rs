@@ -191,30 +191,14 @@ fn scan_block(
     None
 }
 
-/// Reads into `buf` after its first `filled` bytes until `size` more are there or
-/// the input ends (false). `buf` only grows (what lies past `filled` is stale), so
-/// a reused buffer is not cleared for every block.
-fn fill<R: Read>(
-    input: &mut R,
-    buf: &mut Vec<u8>,
-    filled: &mut usize,
-    size: usize,
-) -> std::io::Result<bool> {
-    let want = *filled + size;
-    if buf.len() < want {
-        // With room to spare: the next block's carried partial line would
-        // otherwise make a reused buffer move to a new allocation.
-        buf.resize(want + want / 8, 0);
-    }
-    while *filled < want {
-        match input.read(&mut buf[*filled..want]) {
-            Ok(0) => return Ok(false),
-            Ok(k) => *filled += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
+/// Appends to `buf` until `size` more bytes are there or the input ends (false).
+/// The bytes go straight into the buffer's spare room (no clearing first).
+fn fill<R: Read>(input: &mut R, buf: &mut Vec<u8>, size: usize) -> std::io::Result<bool> {
+    // With room to spare: the next block's carried partial line would otherwise
+    // make a reused buffer move to a new allocation.
+    buf.reserve(size + size / 8);
+    let got = input.by_ref().take(size as u64).read_to_end(buf)?;
+    Ok(got == size)
 }
 
 /// The buffers of one block: its bytes, and (empty, reused) room for its scan.
@@ -273,14 +257,11 @@ fn read_blocks<R: Read>(mut input: R, outs: Vec<SyncSender<Raw>>, spent: Receive
         block.ints.clear();
         block.entries.clear();
         let mut buf = std::mem::take(&mut block.bytes);
-        if buf.len() < carry.len() {
-            buf.resize(carry.len(), 0);
-        }
-        buf[..carry.len()].copy_from_slice(&carry);
-        let mut filled = carry.len();
+        buf.clear();
+        buf.extend_from_slice(&carry);
         let more = loop {
-            let start = filled;
-            match fill(&mut input, &mut buf, &mut filled, size) {
+            let start = buf.len();
+            match fill(&mut input, &mut buf, size) {
                 Ok(true) => {}
                 Ok(false) => break false,
                 Err(e) => {
@@ -291,20 +272,19 @@ fn read_blocks<R: Read>(mut input: R, outs: Vec<SyncSender<Raw>>, spent: Receive
             size = (2 * size).min(BLOCK);
             // Keep the partial last line for the next block; a block without a
             // line end grows until it has one (the carry has none).
-            if let Some(i) = memchr::memrchr(b'\n', &buf[start..filled]) {
+            if let Some(i) = memchr::memrchr(b'\n', &buf[start..]) {
                 let end = start + i + 1;
                 carry.clear();
-                carry.extend_from_slice(&buf[end..filled]);
-                filled = end;
+                carry.extend_from_slice(&buf[end..]);
+                buf.truncate(end);
                 break true;
             }
             // A long line: read as much again as there is, so it is read (and
             // its buffer grown) a logarithmic number of times.
-            size = size.max(filled);
+            size = size.max(buf.len());
         };
         // Back to the usual block size after a long line.
         size = size.min(BLOCK);
-        buf.truncate(filled);
         block.bytes = buf;
         if out.send(Ok(block)).is_err() || !more {
             return;
@@ -358,11 +338,7 @@ fn consume(
             return Err(e);
         }
         before += batch.lines;
-        // The reader may be gone (end of input): the buffers are then just freed,
-        // as are those a long line made much larger than a block.
-        if batch.text.capacity() > 4 * BLOCK || batch.ints.capacity() > BLOCK {
-            continue;
-        }
+        // The reader may be gone (end of input): the buffers are then just freed.
         let _ = spent.send(Block {
             bytes: batch.text.into_bytes(),
             ints: batch.ints,

@@ -1,6 +1,7 @@
 //! Compact state for the streaming checkers: a fast hasher for integer and short
-//! string keys (histories are our own records, so hash flooding is not a concern)
-//! and an interner that turns node and key names into dense `u32` ids.
+//! string keys (histories are our own records, so hash flooding is not a concern),
+//! an interner that turns node and key names into dense `u32` ids, and a map keyed
+//! by client process id (a vector for the small ids runs hand out).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -125,5 +126,50 @@ impl Interner {
 
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
+    }
+}
+
+/// Client process ids below this are kept in a vector rather than hashed.
+const DENSE_PROCESSES: u64 = 1 << 16;
+
+/// A map from client process id to what it has in flight: a vector for the small
+/// ids a run hands out, a hash map for the rest.
+pub struct ProcessMap<T> {
+    dense: Vec<Option<T>>,
+    other: FastMap<u64, T>,
+}
+
+impl<T> Default for ProcessMap<T> {
+    fn default() -> Self {
+        ProcessMap {
+            dense: Vec::new(),
+            other: FastMap::default(),
+        }
+    }
+}
+
+impl<T> ProcessMap<T> {
+    /// Sets what `p` has in flight, replacing what it had.
+    #[inline]
+    pub fn insert(&mut self, p: u64, v: T) {
+        if p < DENSE_PROCESSES {
+            let i = p as usize;
+            if i >= self.dense.len() {
+                self.dense.resize_with(i + 1, || None);
+            }
+            self.dense[i] = Some(v);
+        } else {
+            self.other.insert(p, v);
+        }
+    }
+
+    /// Takes what `p` had in flight.
+    #[inline]
+    pub fn remove(&mut self, p: u64) -> Option<T> {
+        if p < DENSE_PROCESSES {
+            self.dense.get_mut(p as usize)?.take()
+        } else {
+            self.other.remove(&p)
+        }
     }
 }

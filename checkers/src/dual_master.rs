@@ -13,7 +13,7 @@
 //! in-memory history.
 
 use crate::blocks::for_each_view_par;
-use crate::compact::{FastHash, FastMap, Interner};
+use crate::compact::{FastHash, FastMap, Interner, ProcessMap};
 use crate::history::{HistoryError, Op, OpType, Process};
 use crate::scan::{OpView, ValueRef};
 use crate::verdict::Validity;
@@ -200,7 +200,7 @@ pub struct DualMasterChecker {
     /// Role observations per node id.
     obs: Vec<Vec<Obs>>,
     observations: usize,
-    invoked: FastMap<Process, u64>,
+    invoked: ProcessMap<u64>,
     writes: Vec<Write>,
     finals: FastMap<u32, Finals>,
     scratch: Vec<i64>,
@@ -221,15 +221,15 @@ impl DualMasterChecker {
         let Some(f) = WRITE_FNS.iter().position(|w| *w == op.f) else {
             return;
         };
-        if !matches!(op.process, Process::Client(_)) {
+        let Process::Client(p) = op.process else {
             return;
-        }
+        };
         match op.kind {
             OpType::Invoke => {
-                self.invoked.insert(op.process, op.time);
+                self.invoked.insert(p, op.time);
             }
             OpType::Ok => {
-                let start = self.invoked.remove(&op.process).unwrap_or(op.time);
+                let start = self.invoked.remove(p).unwrap_or(op.time);
                 let Some(node) = op.acked_by else {
                     return;
                 };
@@ -246,7 +246,7 @@ impl DualMasterChecker {
                 self.writes.push(write);
             }
             _ => {
-                self.invoked.remove(&op.process);
+                self.invoked.remove(p);
             }
         }
     }

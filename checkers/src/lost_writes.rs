@@ -19,7 +19,7 @@
 //! element slots it held; never the ops. [`check`] feeds it an in-memory history.
 
 use crate::blocks::for_each_view_par;
-use crate::compact::{FastMap, Interner, NONE};
+use crate::compact::{FastMap, Interner, ProcessMap, NONE};
 use crate::history::{HistoryError, Op, OpType, Process};
 use crate::scan::OpView;
 use crate::verdict::Validity;
@@ -88,12 +88,18 @@ struct Elem {
     stale_before: u64,
     node: u32,
     acked_by: u32,
-    /// How many final reads contained it.
-    final_count: u32,
-    /// The last final read / non-final read that contained it (1-based).
-    final_gen: u32,
+    /// The last non-final read that contained it (1-based).
     read_gen: u32,
     flags: u8,
+}
+
+/// How many final reads contained an element, and the last one that did
+/// (1-based): apart from [`Elem`] so that a final read of every element touches
+/// eight bytes of each.
+#[derive(Clone, Copy, Default)]
+struct InFinals {
+    count: u32,
+    last: u32,
 }
 
 #[derive(Default)]
@@ -104,8 +110,10 @@ struct KeyState {
     /// Slots of every other element.
     index: FastMap<i64, u32>,
     elems: Vec<Elem>,
-    /// Per final read: the node named and the elements it held (slots, no repeats).
-    finals: Vec<(String, Vec<u32>)>,
+    /// By slot, as `elems`.
+    in_finals: Vec<InFinals>,
+    /// Per final read: the node named and the elements it held (a bit per slot).
+    finals: Vec<(String, Vec<u64>)>,
     reads: u32,
     /// The latest start of the non-final reads so far: an element first seen after
     /// them was in none of them.
@@ -156,11 +164,10 @@ impl KeyState {
                 stale_before: self.latest_read,
                 node: NONE,
                 acked_by: NONE,
-                final_count: 0,
-                final_gen: 0,
                 read_gen: 0,
                 flags: 0,
             });
+            self.in_finals.push(InFinals::default());
         }
         slot as usize
     }
@@ -168,14 +175,17 @@ impl KeyState {
     fn add_final(&mut self, node: String, values: &[i64]) {
         // Generations count final reads; 4 billion of them would be a 100 GB history.
         let gen = self.finals.len() as u32 + 1;
-        let mut held = Vec::with_capacity(values.len());
+        let mut held: Vec<u64> = Vec::new();
         for &v in values {
             let s = self.slot(v);
-            let e = &mut self.elems[s];
-            if e.final_gen != gen {
-                e.final_gen = gen;
-                e.final_count += 1;
-                held.push(s as u32);
+            let f = &mut self.in_finals[s];
+            if f.last != gen {
+                f.last = gen;
+                f.count += 1;
+                if s / 64 >= held.len() {
+                    held.resize((s / 64 + 1).max(self.elems.len().div_ceil(64)), 0);
+                }
+                held[s / 64] |= 1 << (s % 64);
             }
         }
         self.finals.push((node, held));
@@ -213,7 +223,7 @@ pub struct SetChecker {
     key_ids: Interner,
     keys: Vec<KeyState>,
     nodes: Interner,
-    open: FastMap<u64, Open>,
+    open: ProcessMap<Open>,
     reasons: Vec<String>,
     scratch: Vec<i64>,
 }
@@ -265,7 +275,7 @@ impl SetChecker {
             );
             return;
         }
-        let Some(inv) = self.open.remove(&p) else {
+        let Some(inv) = self.open.remove(p) else {
             self.reasons
                 .push(format!("op {}: completion without an invocation", op.index));
             return;
@@ -332,7 +342,7 @@ impl SetChecker {
         order.sort_by(|a, b| a.0.cmp(b.0));
         let keyed = order.len() > 1 || order.iter().any(|(k, _)| !k.is_empty());
         let name = |id: u32| nodes.name(id).map(String::from);
-        for (key, mut st) in order {
+        for (key, st) in order {
             let has = |e: &Elem, f: u8| e.flags & f != 0;
             let all = st.finals.len() as u32;
             // One pass over the elements: the counts, the missing, and the
@@ -345,7 +355,7 @@ impl SetChecker {
                 Smallest::new(EXAMPLES.saturating_sub(r.failed_but_present.len())),
                 Smallest::new(EXAMPLES.saturating_sub(r.stale.len())),
             ];
-            for (s, e) in st.elems.iter().enumerate() {
+            for (s, (e, f)) in st.elems.iter().zip(&st.in_finals).enumerate() {
                 let (attempted, acked, failed) = (has(e, ATTEMPTED), has(e, ACKED), has(e, FAILED));
                 let indeterminate = attempted && !acked && !failed;
                 counts[0] += usize::from(attempted);
@@ -355,10 +365,10 @@ impl SetChecker {
                 if all == 0 {
                     continue;
                 }
-                if acked && e.final_count < all {
+                if acked && f.count < all {
                     missing.push(s as u32);
                 }
-                if e.final_count > 0 {
+                if f.count > 0 {
                     if indeterminate {
                         tallies[0].push(e.value);
                     }
@@ -389,11 +399,6 @@ impl SetChecker {
                 continue;
             }
             missing.sort_unstable_by_key(|&s| st.elems[s as usize].value);
-            if !missing.is_empty() {
-                for (_, held) in &mut st.finals {
-                    held.sort_unstable();
-                }
-            }
             for s in missing {
                 let e = &st.elems[s as usize];
                 let w = MissingWrite {
@@ -405,11 +410,14 @@ impl SetChecker {
                     missing_on: st
                         .finals
                         .iter()
-                        .filter(|(_, held)| held.binary_search(&s).is_err())
+                        .filter(|(_, held)| {
+                            let s = s as usize;
+                            held.get(s / 64).is_none_or(|w| w & (1 << (s % 64)) == 0)
+                        })
                         .map(|(n, _)| n.clone())
                         .collect(),
                 };
-                if e.final_count > 0 {
+                if st.in_finals[s as usize].count > 0 {
                     r.divergent.push(w);
                 } else {
                     r.lost.push(w);
