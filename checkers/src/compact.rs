@@ -1,9 +1,10 @@
 //! Compact state for the streaming checkers: a fast hasher for integer and short
 //! string keys (histories are our own records, so hash flooding is not a concern),
 //! an interner that turns node and key names into dense `u32` ids, and a map keyed
-//! by client process id (a vector for the small ids runs hand out).
+//! by client process id (a vector for the small ids runs hand out), and a counter
+//! that keeps the least few of what it counts (a report's examples).
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 
 /// A multiply-rotate hasher (the Fx scheme) for small keys.
@@ -171,5 +172,39 @@ impl<T> ProcessMap<T> {
         } else {
             self.other.remove(&p)
         }
+    }
+}
+
+/// How many values there are, and the `k` least of them.
+pub struct Smallest {
+    k: usize,
+    n: usize,
+    heap: BinaryHeap<i64>,
+}
+
+impl Smallest {
+    pub fn new(k: usize) -> Self {
+        Smallest {
+            k,
+            n: 0,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, v: i64) {
+        self.n += 1;
+        if self.heap.len() < self.k {
+            self.heap.push(v);
+        } else if self.heap.peek().is_some_and(|&top| v < top) {
+            self.heap.pop();
+            self.heap.push(v);
+        }
+    }
+
+    /// Adds the count to `count` and the least values, ascending, to `examples`.
+    pub fn into(self, count: &mut usize, examples: &mut Vec<i64>) {
+        *count += self.n;
+        examples.extend(self.heap.into_sorted_vec());
     }
 }

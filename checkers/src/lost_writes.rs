@@ -19,12 +19,12 @@
 //! element slots it held; never the ops. [`check`] feeds it an in-memory history.
 
 use crate::blocks::for_each_view_par;
-use crate::compact::{FastMap, Interner, ProcessMap, NONE};
+use crate::compact::{FastMap, Interner, ProcessMap, Smallest, NONE};
 use crate::history::{HistoryError, Op, OpType, Process};
 use crate::scan::OpView;
 use crate::verdict::Validity;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::io::Read;
 
 /// How many example elements each category keeps (lost and divergent keep all).
@@ -441,40 +441,6 @@ impl SetChecker {
             Validity::Valid
         };
         r
-    }
-}
-
-/// How many values there are, and the `k` least of them.
-struct Smallest {
-    k: usize,
-    n: usize,
-    heap: BinaryHeap<i64>,
-}
-
-impl Smallest {
-    fn new(k: usize) -> Self {
-        Smallest {
-            k,
-            n: 0,
-            heap: BinaryHeap::with_capacity(k + 1),
-        }
-    }
-
-    #[inline]
-    fn push(&mut self, v: i64) {
-        self.n += 1;
-        if self.heap.len() < self.k {
-            self.heap.push(v);
-        } else if self.heap.peek().is_some_and(|&top| v < top) {
-            self.heap.pop();
-            self.heap.push(v);
-        }
-    }
-
-    /// Adds the count to `count` and the least values, ascending, to `examples`.
-    fn into(self, count: &mut usize, examples: &mut Vec<i64>) {
-        *count += self.n;
-        examples.extend(self.heap.into_sorted_vec());
     }
 }
 

@@ -1,0 +1,336 @@
+//! The history line scanner (`scan::scan_ints`, and the two drivers built on it)
+//! against serde_json, as property tests: lines as the recorder writes them, the
+//! same lines with their fields shuffled, whitespace between every token, and
+//! hostile edits (quotes, backslashes, unicode escapes, digits, brackets, dropped
+//! or doubled characters, repeated fields). Whenever the scanner reads a line it
+//! must read exactly what serde reads, integer lists included; otherwise it must
+//! step aside and leave the caller's buffer as it was. Whole histories of such
+//! lines must stream through the one-thread and the parallel driver as the serde
+//! reader reads them, errors included.
+
+use checkers::blocks::for_each_view_par;
+use checkers::history::{parse_line, read_jsonl};
+use checkers::scan::{for_each_view, scan_ints, OpView, ValueRef};
+use checkers::Op;
+use proptest::prelude::*;
+
+/// A JSON value as text, chosen to sit on the edges of the fast path.
+fn value() -> impl Strategy<Value = String> {
+    let scalar = prop_oneof![
+        any::<i64>().prop_map(|i| i.to_string()),
+        any::<u64>().prop_map(|u| u.to_string()),
+        (0u64..1000).prop_map(|u| u.to_string()),
+        Just("-0".to_string()),
+        Just("18446744073709551616".to_string()),
+        Just("-9223372036854775809".to_string()),
+        Just("1.5".to_string()),
+        Just("2e3".to_string()),
+        Just("007".to_string()),
+        Just("true".to_string()),
+        Just("null".to_string()),
+        Just("\"master\"".to_string()),
+        Just("\"a\\\"b\"".to_string()),
+        Just("\"\\u00e9t\\u00e9\"".to_string()),
+        Just("\"é\"".to_string()),
+        "[a-z]{0,12}".prop_map(|s| format!("\"{s}\"")),
+    ];
+    scalar.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(|xs| format!("[{}]", xs.join(","))),
+            prop::collection::vec(any::<i32>(), 0..40).prop_map(|xs| {
+                let xs: Vec<String> = xs.iter().map(|x| x.to_string()).collect();
+                format!("[{}]", xs.join(","))
+            }),
+            // Lists of integers that are not quite JSON.
+            prop::sample::select(vec![
+                "[1,2,]",
+                "[,1]",
+                "[1,,2]",
+                "[1 2]",
+                "[-]",
+                "[01]",
+                "[1]]",
+                "[[1]",
+                "[1,-0]",
+                "[1.0]",
+                "[1e2]",
+                "[2,-9223372036854775809]",
+                "[+1]",
+                "[1,\"2\"]",
+                "[ ]",
+            ])
+            .prop_map(str::to_string),
+            prop::collection::vec(("role|epoch|x", inner), 0..4).prop_map(|kv| {
+                let kv: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                format!("{{{}}}", kv.join(","))
+            }),
+        ]
+    })
+}
+
+/// The fields of one entry, as (name, JSON text), in the recorder's order.
+fn fields() -> impl Strategy<Value = Vec<(String, String)>> {
+    let process = prop_oneof![
+        (0u64..20).prop_map(|p| p.to_string()),
+        Just("\"nemesis\"".to_string()),
+        Just("2000003".to_string()),
+    ];
+    let kind = prop::sample::select(vec!["\"invoke\"", "\"ok\"", "\"fail\"", "\"info\""]);
+    let f = prop::sample::select(vec![
+        "\"add\"",
+        "\"read\"",
+        "\"role\"",
+        "\"write\"",
+        "\"a\\u0064d\"",
+    ]);
+    let name = prop::sample::select(vec!["\"n1\"", "\"set\"", "null", "\"k\\\"1\"", "\"é\""]);
+    (
+        (any::<u32>(), any::<u64>(), process, kind, f),
+        (
+            prop::option::of(name.clone()),
+            prop::option::of(value()),
+            prop::option::of(name.clone()),
+            prop::option::of(name),
+            prop::option::of(value()),
+            prop::option::of(prop::sample::select(vec!["true", "false", "1"])),
+            prop::option::of(value()),
+        ),
+    )
+        .prop_map(|((index, time, process, kind, f), rest)| {
+            let (key, value, node, acked_by, epoch, fin, note) = rest;
+            let mut out = vec![
+                ("index".to_string(), index.to_string()),
+                ("time".to_string(), time.to_string()),
+                ("process".to_string(), process),
+                ("type".to_string(), kind.to_string()),
+                ("f".to_string(), f.to_string()),
+            ];
+            for (k, v) in [
+                ("key", key.map(str::to_string)),
+                ("value", value),
+                ("node", node.map(str::to_string)),
+                ("acked_by", acked_by.map(str::to_string)),
+                ("epoch", epoch),
+                ("final", fin.map(str::to_string)),
+                ("note", note),
+            ] {
+                if let Some(v) = v {
+                    out.push((k.to_string(), v));
+                }
+            }
+            out
+        })
+}
+
+/// How a line is laid out and then damaged.
+#[derive(Debug, Clone)]
+enum Edit {
+    Insert(usize, char),
+    Delete(usize),
+    Double(usize),
+}
+
+fn edits() -> impl Strategy<Value = Vec<Edit>> {
+    let hostile = prop::sample::select(vec![
+        '"', '\\', ',', ':', '{', '}', '[', ']', '-', '0', '7', '.', 'e', ' ', '\t', 'u', 'n', 'é',
+        '\u{1}',
+    ]);
+    prop::collection::vec(
+        prop_oneof![
+            (any::<usize>(), hostile).prop_map(|(i, c)| Edit::Insert(i, c)),
+            any::<usize>().prop_map(Edit::Delete),
+            any::<usize>().prop_map(Edit::Double),
+        ],
+        0..3,
+    )
+}
+
+/// Builds the line: fields shuffled by `order` (when set), whitespace after
+/// tokens outside strings (when `spaced`), a repeated field (when `repeat`).
+fn line(
+    mut fields: Vec<(String, String)>,
+    order: Option<Vec<usize>>,
+    spaced: bool,
+    repeat: Option<usize>,
+) -> String {
+    if let Some(order) = order {
+        for (i, j) in order.into_iter().enumerate() {
+            let n = fields.len();
+            fields.swap(i % n, j % n);
+        }
+    }
+    if let Some(r) = repeat {
+        let again = fields[r % fields.len()].clone();
+        fields.push(again);
+    }
+    let text = format!(
+        "{{{}}}",
+        fields
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    if !spaced {
+        return text;
+    }
+    let mut out = String::new();
+    let (mut in_string, mut escaped) = (false, false);
+    for ch in text.chars() {
+        out.push(ch);
+        if in_string {
+            match (escaped, ch) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if ch == '"' {
+            in_string = true;
+        } else if matches!(ch, '{' | '[' | ',' | ':') {
+            out.push_str(" \t");
+        }
+    }
+    out.replace('}', " }").replace(']', "\n]")
+}
+
+fn damage(mut text: String, edits: &[Edit]) -> String {
+    for e in edits {
+        let cuts: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+        if cuts.is_empty() {
+            break;
+        }
+        let at = |i: usize| cuts[i % cuts.len()];
+        match *e {
+            Edit::Insert(i, c) => text.insert(at(i), c),
+            Edit::Delete(i) => {
+                text.remove(at(i));
+            }
+            Edit::Double(i) => {
+                let c = text[at(i)..].chars().next().unwrap_or(' ');
+                text.insert(at(i), c);
+            }
+        }
+    }
+    text
+}
+
+/// The scanner's reading of `text` equals serde's, or it stepped aside cleanly.
+fn agrees(text: &str) -> Result<bool, TestCaseError> {
+    let mut buf = vec![11, -7];
+    let Some((mut view, range)) = scan_ints(text, &mut buf) else {
+        prop_assert_eq!(&buf, &vec![11, -7], "a refused line left elements behind");
+        return Ok(false);
+    };
+    let op = match parse_line(text, 1) {
+        Ok(op) => op,
+        Err(e) => return Err(TestCaseError::fail(format!("serde refuses it: {e}"))),
+    };
+    prop_assert_eq!(&buf[..2], &[11, -7]);
+    if let (Some(r), ValueRef::Raw(raw)) = (range.clone(), view.value) {
+        view.value = ValueRef::Ints(raw, &buf[r]);
+    }
+    let slow = OpView::of(&op);
+    prop_assert_eq!(
+        (view.index, view.time, view.process, view.kind, view.f),
+        (slow.index, slow.time, slow.process, slow.kind, slow.f)
+    );
+    prop_assert_eq!((view.key, view.node), (slow.key, slow.node));
+    prop_assert_eq!(
+        (view.is_final, view.acked_by, view.epoch),
+        (slow.is_final, slow.acked_by, slow.epoch)
+    );
+    prop_assert_eq!(view.value.to_value(), op.value.clone());
+    prop_assert_eq!(view.value.as_i64(), slow.value.as_i64());
+    prop_assert_eq!(view.value.as_u64(), slow.value.as_u64());
+    prop_assert_eq!(view.value.as_str(), slow.value.as_str());
+    prop_assert_eq!(view.value.is_array(), slow.value.is_array());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (fast_ints, slow_ints) = (
+        view.value.ints(&mut a).map(<[i64]>::to_vec),
+        slow.value.ints(&mut b).map(<[i64]>::to_vec),
+    );
+    prop_assert_eq!(&fast_ints, &slow_ints);
+    // The elements were read on the scanner's side exactly when they are a list.
+    prop_assert_eq!(range.is_some(), slow_ints.is_some());
+    for field in ["role", "epoch"] {
+        prop_assert_eq!(
+            view.value.get(field).map(|v| v.to_value()),
+            slow.value.get(field).map(|v| v.to_value())
+        );
+    }
+    Ok(true)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_scanner_reads_what_serde_reads_or_steps_aside(
+        fields in fields(),
+        order in prop::option::of(prop::collection::vec(any::<usize>(), 0..8)),
+        spaced in any::<bool>(),
+        repeat in prop::option::weighted(0.1, any::<usize>()),
+        edits in edits(),
+    ) {
+        let clean = line(fields, order, spaced, repeat);
+        agrees(&clean)?;
+        agrees(&damage(clean, &edits))?;
+    }
+
+    #[test]
+    fn both_drivers_stream_what_the_serde_reader_reads(
+        lines in prop::collection::vec((fields(), any::<bool>(), edits()), 1..12),
+        blank in any::<bool>(),
+    ) {
+        let mut text = String::new();
+        for (f, spaced, e) in lines {
+            let l = line(f, None, spaced, None);
+            // Damage one line in four; the reader must stop there as serde does.
+            let l = if e.len() == 2 { damage(l, &e).replace('\n', " ") } else { l.replace('\n', " ") };
+            text.push_str(&l);
+            text.push('\n');
+            if blank {
+                text.push_str("  \n");
+            }
+        }
+        let want = read_jsonl(text.as_bytes())
+            .map(|ops: Vec<Op>| ops.iter().map(|o| (o.index, o.f.clone(), o.value.clone())).collect::<Vec<_>>())
+            .map_err(|e| e.to_string());
+        let mut seen = Vec::new();
+        let one = for_each_view(text.as_bytes(), |v| seen.push((v.index, v.f.to_string(), v.value.to_value())))
+            .map(|()| std::mem::take(&mut seen))
+            .map_err(|e| e.to_string());
+        let par = for_each_view_par(text.as_bytes(), |v| seen.push((v.index, v.f.to_string(), v.value.to_value())))
+            .map(|()| seen)
+            .map_err(|e| e.to_string());
+        prop_assert_eq!(&one, &want);
+        prop_assert_eq!(&par, &want);
+    }
+}
+
+#[test]
+fn a_recorded_line_takes_the_fast_path_and_odd_ones_do_not_lose_it() {
+    // The recorder's own layout, a final read of integers: read on the fast path.
+    let rec = r#"{"index":7,"time":90,"process":1000001,"type":"ok","f":"read","key":"set","value":[0,1,-2,3],"node":"n2","final":true}"#;
+    let mut buf = Vec::new();
+    let (v, r) = scan_ints(rec, &mut buf).expect("fast path");
+    assert_eq!(r, Some(0..4));
+    assert_eq!(buf, vec![0, 1, -2, 3]);
+    assert!(v.is_final);
+    // Any order and spacing still reads on the fast path, with the same result.
+    let odd = "{ \"value\" : [ 0 ,1, -2 , 3 ] , \"final\":true,\"node\":\"n2\",\"key\":\"set\",\"f\":\"read\",\"type\":\"ok\",\"process\":1000001,\"time\":90,\"index\":7 }";
+    let mut buf2 = Vec::new();
+    let (v2, r2) = scan_ints(odd, &mut buf2).expect("fast path");
+    assert_eq!((r2, buf2), (Some(0..4), buf));
+    assert_eq!((v2.index, v2.f, v2.node), (v.index, v.f, v.node));
+    // An element outside i64 keeps the value raw; serde agrees it is no list of i64.
+    let big = rec.replace("-2", "9223372036854775808");
+    let mut buf3 = Vec::new();
+    let (v3, r3) = scan_ints(&big, &mut buf3).expect("fast path");
+    assert_eq!((r3, buf3.len()), (None, 0));
+    assert!(v3.value.ints(&mut Vec::new()).is_none());
+    // An escaped quote anywhere sends the line to serde.
+    let esc = rec.replace("\"n2\"", "\"n\\\"2\"");
+    assert!(scan_ints(&esc, &mut Vec::new()).is_none());
+}
