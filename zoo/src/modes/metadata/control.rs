@@ -15,13 +15,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::store::ControlStore;
 use super::{election_timeout, lock, MetadataMaster};
 use crate::log_event;
+use crate::peers::PeerError;
 use crate::proto::{GroupAssignment, GroupMap, GroupStatus, Request, Response};
 use crate::server::stopped;
+
+type Reply = Result<Response, PeerError>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CtrlRole {
@@ -234,7 +237,11 @@ impl MetadataMaster {
             committed: false,
         };
         let mut held = 1;
-        for (_, reply) in self.call_all(&request).await {
+        let mut replies = self.call_each(&request);
+        while held < self.majority() {
+            let Some(reply) = replies.recv().await else {
+                break;
+            };
             if let Ok(Response::CtrlAck {
                 cterm: t, success, ..
             }) = reply
@@ -267,31 +274,22 @@ impl MetadataMaster {
         Ok(next)
     }
 
-    /// Sends `request` to every peer at once, each bounded by the peer timeout.
-    pub(super) async fn call_all(
-        self: &Arc<Self>,
-        request: &Request,
-    ) -> Vec<(String, Result<Response, crate::peers::PeerError>)> {
-        let calls: Vec<_> = self
-            .peers
-            .names()
-            .cloned()
-            .map(|p| {
-                let me = self.clone();
-                let request = request.clone();
-                tokio::spawn(async move {
-                    let r = me.peers.call(&p, &request, me.cfg.peer_timeout).await;
-                    (p, r)
-                })
-            })
-            .collect();
-        let mut out = Vec::new();
-        for c in calls {
-            if let Ok(r) = c.await {
-                out.push(r);
-            }
+    /// Sends `request` to every peer at once, each call bounded by the peer
+    /// timeout; the answers arrive as they come (the channel closes after the
+    /// last), so a caller can stop at a majority instead of waiting for the slowest.
+    fn call_each(self: &Arc<Self>, request: &Request) -> mpsc::UnboundedReceiver<Reply> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for p in self.peers.names() {
+            let p = p.clone();
+            let me = self.clone();
+            let request = request.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let r = me.peers.call(&p, &request, me.cfg.peer_timeout).await;
+                let _ = tx.send(r);
+            });
         }
-        out
+        rx
     }
 
     /// Whether a majority would vote for this node in the next term; also when
@@ -312,7 +310,11 @@ impl MetadataMaster {
             pre: true,
         };
         let mut votes = 1;
-        for (_, reply) in self.call_all(&request).await {
+        let mut replies = self.call_each(&request);
+        while votes < self.majority() {
+            let Some(reply) = replies.recv().await else {
+                break;
+            };
             if let Ok(Response::VoteReply { granted, .. }) = reply {
                 votes += usize::from(granted);
             }
@@ -355,7 +357,11 @@ impl MetadataMaster {
             pre: false,
         };
         let mut votes = 1;
-        for (_, reply) in self.call_all(&request).await {
+        let mut replies = self.call_each(&request);
+        while votes < self.majority() {
+            let Some(reply) = replies.recv().await else {
+                break;
+            };
             if let Ok(Response::VoteReply { term, granted }) = reply {
                 if term > cterm {
                     self.enter_term(&mut lock(&self.ctrl), term);
