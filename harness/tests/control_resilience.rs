@@ -2,9 +2,10 @@
 //! connection the server drops is re-established and counted; a command it cut fails
 //! at once as `Disconnected` (its op is indeterminate); a node whose sshd is down for a
 //! while is reconnected with backoff once it is back (connections refused meanwhile);
-//! reconnecting gives up within its budget, and commands queued behind it fail with it
-//! instead of each waiting again; a rejected login is not retried; hanging commands
-//! time out without blocking the session.
+//! reconnecting gives up within its budget, commands queued behind it fail with it
+//! instead of each waiting again, and one right after makes a single attempt; a
+//! rejected login is not retried; hanging commands time out without blocking the
+//! session.
 
 mod control_fixture;
 
@@ -123,7 +124,14 @@ fn reconnecting_gives_up_within_its_budget_and_queued_commands_share_the_outcome
     let stats = s.reconnect_stats();
     assert_eq!(stats.reconnects, 0);
     assert!(stats.attempts >= 2, "{stats:?}");
-    // Once the node is back, the next command starts a new reconnect and succeeds.
+    // Right after a give-up the node counts as still down: a new command makes one
+    // attempt, without a new round of backoff.
+    let started = Instant::now();
+    let e = rt.block_on(s.exec("true", T)).unwrap_err();
+    assert!(e.to_string().contains("still unreachable"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{e}");
+    assert_eq!(s.reconnect_stats().attempts, stats.attempts + 1);
+    // Once the node is back, the next command reconnects and succeeds.
     sshd.start_again();
     let out = rt.block_on(s.exec("echo again", T)).unwrap();
     assert_eq!(out.stdout_str(), "again\n");

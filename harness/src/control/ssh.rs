@@ -328,7 +328,15 @@ impl Inner {
                 });
             }
         }
-        match self.reconnect().await {
+        // Within a budget's length of a give-up the node is taken as still down: one
+        // attempt, no backoff, so each later command (log collection, teardown) costs
+        // one connect, not another budget.
+        let window = self.opts.reconnect_window();
+        let single = conn
+            .gave_up
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < window);
+        match self.reconnect(single).await {
             Ok(handle) => {
                 conn.handle = Arc::new(handle);
                 conn.gave_up = None;
@@ -343,16 +351,26 @@ impl Inner {
 
     /// Connects again, retrying what a rebooting or restarting node answers
     /// (refused, reset, timed out, handshake cut) with backoff within the reconnect
-    /// budget; a rejected login or host key fails at once.
-    async fn reconnect(&self) -> Result<Handle<Client>, ControlError> {
-        let policy = Backoff::reconnect(self.opts.reconnect_window());
+    /// budget (`single`: one attempt); a rejected login or host key fails at once.
+    async fn reconnect(&self, single: bool) -> Result<Handle<Client>, ControlError> {
+        let budget = match single {
+            true => Duration::ZERO,
+            false => self.opts.reconnect_window(),
+        };
+        let policy = Backoff::reconnect(budget);
         let started = Instant::now();
         let mut n: u32 = 0;
-        tracing::warn!(
-            "{}: connection lost; reconnecting (budget {:.1}s)",
-            self.label,
-            policy.budget.as_secs_f64()
-        );
+        match single {
+            true => tracing::warn!(
+                "{}: connection still lost (reconnecting gave up lately); one attempt",
+                self.label
+            ),
+            false => tracing::warn!(
+                "{}: connection lost; reconnecting (budget {:.1}s)",
+                self.label,
+                policy.budget.as_secs_f64()
+            ),
+        }
         loop {
             n += 1;
             self.reconnect_attempts.fetch_add(1, Ordering::Relaxed);
@@ -390,11 +408,15 @@ impl Inner {
                         "{}: reconnect attempt {n} failed: {e}; giving up after {after:.1}s",
                         self.label
                     );
-                    return Err(ControlError::Disconnected {
-                        node: self.label.clone(),
-                        reason: format!(
+                    let reason = match single {
+                        true => format!("still unreachable after reconnecting gave up: {e}"),
+                        false => format!(
                             "gave up reconnecting after {n} attempts in {after:.1}s (last: {e})"
                         ),
+                    };
+                    return Err(ControlError::Disconnected {
+                        node: self.label.clone(),
+                        reason,
                     });
                 }
             }

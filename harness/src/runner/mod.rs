@@ -194,7 +194,8 @@ async fn run_in<S: System>(
             s.close().await;
         }
     }
-    let (stats, faults, final_read_failures, interrupted) = body.map_err(|e| explain(e, &dir))?;
+    let (stats, faults, final_read_failures, interrupted) =
+        body.map_err(|e| explain(e, &dir, heal_errors.len(), cfg.leave_db_running))?;
     eprintln!("splitbrain: checking the history");
     // The set workload's checkers stream the file; the others read it whole.
     let f = std::fs::File::open(dir.file("history.jsonl"))?;
@@ -229,16 +230,24 @@ type BodyResult = anyhow::Result<(RunStats, Vec<FaultRecord>, Vec<String>, bool)
 
 /// A run body that failed because the results store could not be written (a full
 /// disk): one line naming the file and saying what was done and what is kept.
-fn explain(e: anyhow::Error, dir: &RunDir) -> anyhow::Error {
-    match e.downcast_ref::<crate::store::StoreError>() {
-        Some(store) => anyhow::anyhow!(
-            "{store}; the run was stopped: clients stopped, faults healed, nodes torn down; \
-             history.jsonl is kept whole up to its last complete line: free space, then \
-             `splitbrain report {}` rebuilds the results",
-            dir.path.display()
-        ),
-        None => e,
-    }
+fn explain(e: anyhow::Error, dir: &RunDir, unhealed: usize, left_running: bool) -> anyhow::Error {
+    let Some(store) = e.downcast_ref::<crate::store::StoreError>() else {
+        return e;
+    };
+    let healed = match unhealed {
+        0 => "faults healed".to_string(),
+        n => format!("heal FAILED on {n} node(s) (see the warnings above)"),
+    };
+    let nodes = match left_running {
+        true => "the system left running (--leave-db-running)",
+        false => "nodes torn down",
+    };
+    anyhow::anyhow!(
+        "{store}; the run was stopped: clients stopped, {healed}, {nodes}; history.jsonl is \
+         kept whole up to its last complete line: free space, then `splitbrain report {}` \
+         rebuilds the results",
+        dir.path.display()
+    )
 }
 
 async fn run_body<S: System>(
