@@ -30,10 +30,11 @@ pub fn invoke_op(process: u64, node: &str, inv: &Invocation) -> Op {
     op
 }
 
-/// The completion line for `outcome`.
-pub fn complete_op(process: u64, node: &str, inv: &Invocation, outcome: &Outcome) -> Op {
+/// The completion line for `outcome` (taken whole: its value and fields move into
+/// the line instead of being copied, once per op).
+pub fn complete_op(process: u64, node: &str, inv: &Invocation, outcome: Outcome) -> Op {
     let (kind, value, mut extra) = match outcome {
-        Outcome::Ok { value, extra } => (OpType::Ok, value.clone(), extra.clone()),
+        Outcome::Ok { value, extra } => (OpType::Ok, value, extra),
         Outcome::Fail { error, kind } => {
             let mut extra = error_map(error);
             extra.insert("fail_kind".into(), json!(kind.as_str()));
@@ -51,9 +52,9 @@ pub fn complete_op(process: u64, node: &str, inv: &Invocation, outcome: &Outcome
     op
 }
 
-fn error_map(error: &str) -> serde_json::Map<String, Value> {
+fn error_map(error: String) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
-    m.insert("error".into(), json!(error));
+    m.insert("error".into(), Value::String(error));
     m
 }
 
@@ -137,15 +138,16 @@ pub async fn run_client<S: System>(t: ClientTask<S>) -> anyhow::Result<Tally> {
         };
         t.recorder.record(invoke_op(process, &t.node.name, &inv))?;
         let outcome = client.invoke(&inv, t.op_timeout).await;
-        t.recorder
-            .record(complete_op(process, &t.node.name, &inv, &outcome))?;
         tally.add(&outcome);
+        let pause = pause_after(&outcome, t.interval);
+        let retire = matches!(outcome, Outcome::Info { .. });
+        t.recorder
+            .record(complete_op(process, &t.node.name, &inv, outcome))?;
         done += 1;
-        if let Outcome::Info { .. } = &outcome {
+        if retire {
             process += t.stride;
             client = t.system.client(&t.node);
         }
-        let pause = pause_after(&outcome, t.interval);
         if !pause.is_zero() {
             t.stop.sleep(pause).await;
         }
@@ -226,14 +228,18 @@ pub async fn final_reads<S: System>(t: FinalReads<S>) -> anyhow::Result<bool> {
         while !ok && Instant::now() < until {
             recorder.record(invoke_op(process, &node.name, &inv))?;
             let outcome = client.invoke(&inv, op_timeout).await;
-            recorder.record(complete_op(process, &node.name, &inv, &outcome))?;
-            match outcome {
-                Outcome::Ok { .. } => ok = true,
-                Outcome::Info { .. } => {
-                    process += stride;
-                    client = system.client(&node);
-                }
-                Outcome::Fail { .. } => tokio::time::sleep(Duration::from_millis(250)).await,
+            let (done, retire) = (
+                matches!(outcome, Outcome::Ok { .. }),
+                matches!(outcome, Outcome::Info { .. }),
+            );
+            recorder.record(complete_op(process, &node.name, &inv, outcome))?;
+            if done {
+                ok = true;
+            } else if retire {
+                process += stride;
+                client = system.client(&node);
+            } else {
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
         all_ok &= ok;
@@ -264,7 +270,7 @@ mod tests {
             7,
             "n2",
             &inv,
-            &Outcome::Info {
+            Outcome::Info {
                 error: "timeout".into(),
             },
         );
@@ -276,11 +282,11 @@ mod tests {
             value: json!(3),
             is_final: false,
         };
-        let f = complete_op(1, "n1", &add, &Outcome::unavailable("no master"));
+        let f = complete_op(1, "n1", &add, Outcome::unavailable("no master"));
         assert_eq!((f.kind, f.value.clone()), (OpType::Fail, json!(3)));
         assert_eq!(f.extra["fail_kind"], json!("unavailable"));
         assert!(!f.extra.contains_key("final"));
-        let r = complete_op(1, "n1", &add, &Outcome::rejected("cas: another value"));
+        let r = complete_op(1, "n1", &add, Outcome::rejected("cas: another value"));
         assert_eq!(
             (r.kind, &r.extra["fail_kind"], &r.extra["error"]),
             (

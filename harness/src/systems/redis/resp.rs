@@ -69,13 +69,37 @@ pub enum CallError {
 
 /// Encodes one command as a RESP array of bulk strings.
 pub fn encode(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    let mut out = Vec::new();
+    encode_into(&mut out, args);
+    out
+}
+
+/// Appends one command to `out` (no allocation beyond `out` growing: this runs once
+/// per op).
+pub fn encode_into(out: &mut Vec<u8>, args: &[&[u8]]) {
+    header(out, b'*', args.len());
     for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        header(out, b'$', a.len());
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }
-    out
+}
+
+/// `<kind><n>\r\n`, the decimal written by hand instead of through `format!`.
+fn header(out: &mut Vec<u8>, kind: u8, n: usize) {
+    let mut digits = [0u8; 20];
+    let (mut i, mut n) = (digits.len(), n);
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push(kind);
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<String, String> {
@@ -174,6 +198,8 @@ pub async fn read_reply<R: AsyncBufRead + Unpin + Send>(r: &mut R) -> Result<Rep
 pub struct Conn {
     stream: BufReader<TcpStream>,
     pub addr: SocketAddr,
+    /// The encoded request, kept between calls so its allocation is reused.
+    request: Vec<u8>,
 }
 
 impl Conn {
@@ -185,6 +211,7 @@ impl Conn {
                 Ok(Conn {
                     stream: BufReader::new(s),
                     addr,
+                    request: Vec::new(),
                 })
             }
             Ok(Err(e)) => Err(CallError::NotSent(format!("connect to {addr}: {e}"))),
@@ -202,11 +229,12 @@ impl Conn {
         timeout: Duration,
     ) -> Result<Vec<Reply>, CallError> {
         let addr = self.addr;
+        let mut out = std::mem::take(&mut self.request);
+        out.clear();
+        for c in cmds {
+            encode_into(&mut out, c);
+        }
         let work = async {
-            let mut out = Vec::new();
-            for c in cmds {
-                out.extend(encode(c));
-            }
             self.stream
                 .get_mut()
                 .write_all(&out)
@@ -222,7 +250,9 @@ impl Conn {
             }
             Ok::<_, String>(replies)
         };
-        match tokio::time::timeout(timeout, work).await {
+        let r = tokio::time::timeout(timeout, work).await;
+        self.request = out;
+        match r {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(CallError::Unknown(e)),
             Err(_) => Err(CallError::Unknown(format!(
@@ -254,6 +284,21 @@ mod tests {
             b"*3\r\n$4\r\nSADD\r\n$3\r\nset\r\n$2\r\n42\r\n".to_vec()
         );
         assert_eq!(encode(&[b""]), b"*1\r\n$0\r\n\r\n".to_vec());
+        let long = vec![b'x'; 1234567];
+        let mut out = b"*1\r\n$1\r\na\r\n".to_vec();
+        encode_into(&mut out, &[b"SET", &long[..10], &long]);
+        let want = [
+            &b"*1\r\n$1\r\na\r\n*3\r\n$3\r\nSET\r\n$10\r\n"[..],
+            &long[..10],
+            b"\r\n$1234567\r\n",
+            &long,
+            b"\r\n",
+        ]
+        .concat();
+        assert_eq!(
+            out, want,
+            "appended after what was there, every length in decimal"
+        );
     }
 
     #[tokio::test]
