@@ -27,13 +27,16 @@ impl From<FormatError> for InputError {
     }
 }
 
-/// A parsed and paired history with the model it will be checked against.
+/// A paired history with the model it will be checked against. The parsed ops
+/// are not kept (a long history's `Op`s take several times its text): only the
+/// source line of each, for messages.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub format: Format,
     pub model: ModelKind,
     pub config: ModelConfig,
-    pub parsed: Parsed,
+    /// The source line of each parsed op, by position.
+    pub lines: Vec<usize>,
     pub operations: Vec<Operation>,
 }
 
@@ -42,7 +45,7 @@ impl Prepared {
     pub fn line_of(&self, i: usize) -> usize {
         self.operations
             .get(i)
-            .and_then(|o| self.parsed.lines.get(o.invoke_pos))
+            .and_then(|o| self.lines.get(o.invoke_pos))
             .copied()
             .unwrap_or(0)
     }
@@ -55,7 +58,16 @@ pub fn prepare(
     model: Option<ModelKind>,
     text: &str,
 ) -> Result<Prepared, InputError> {
-    let mut parsed = formats::parse(format, text)?;
+    prepare_parsed(format, model, formats::parse(format, text)?)
+}
+
+/// [`prepare`] for a history already parsed (so the caller can let go of its text
+/// first); the ops are dropped once paired.
+pub fn prepare_parsed(
+    format: Format,
+    model: Option<ModelKind>,
+    mut parsed: Parsed,
+) -> Result<Prepared, InputError> {
     drop_role_observations(&mut parsed);
     let operations = pair(&parsed.ops, format.pair_options()).map_err(|e| InputError {
         line: parsed.lines.get(e.pos).copied().unwrap_or(0),
@@ -74,11 +86,13 @@ pub fn prepare(
                 .into(),
         })?,
     };
+    let Parsed { ops, lines } = parsed;
+    drop(ops);
     Ok(Prepared {
         format,
         model,
         config: format.model_config(),
-        parsed,
+        lines,
         operations,
     })
 }

@@ -218,7 +218,11 @@ fn check_file(
         ModelArg::Is(m) => Some(m),
         ModelArg::Auto => None,
     };
-    let mut prepared = pipeline::prepare(format, model, &text)
+    let parsed = checkers::formats::parse(format, &text)
+        .map_err(|e| format!("{shown}:{}:{}: {}", e.line, e.column, e.message))?;
+    // The text is not needed past parsing: a long history's is hundreds of MB.
+    drop(text);
+    let mut prepared = pipeline::prepare_parsed(format, model, parsed)
         .map_err(|e| format!("{shown}:{}:{}: {}", e.line, e.column, e.message))?;
     if let Some(v) = init {
         prepared.config.init = v.clone();
