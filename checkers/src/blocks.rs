@@ -19,6 +19,9 @@ const BLOCK: usize = 1 << 20;
 const FIRST_BLOCK: usize = 64 << 10;
 /// Blocks each scanner keeps ready for the checker: bounds memory to a few blocks.
 const AHEAD: usize = 1;
+/// Text dealt to the scanners and not yet handed back by the checker, past which
+/// the reader waits (one line longer than this still goes through alone).
+const IN_FLIGHT: usize = 16 << 20;
 /// Threads scanning blocks (besides the reading thread and the caller's).
 pub const SCANNERS: usize = 2;
 
@@ -251,9 +254,24 @@ fn scan_batch(block: Block) -> Batch {
 fn read_blocks<R: Read>(mut input: R, outs: Vec<SyncSender<Raw>>, spent: Receiver<Block>) {
     let mut carry: Vec<u8> = Vec::new();
     let mut size = FIRST_BLOCK;
+    let (mut pool, mut in_flight) = (Vec::new(), 0usize);
     for turn in 0.. {
         let out = &outs[turn % outs.len()];
-        let mut block = spent.try_recv().unwrap_or_default();
+        // Take back what the checker is done with; wait for it while too much text
+        // is dealt and unseen, so that a run of long lines (the final reads, at the
+        // end of every history) reuses a few large buffers instead of each making
+        // its own.
+        while let Ok(b) = spent.try_recv() {
+            in_flight = in_flight.saturating_sub(b.bytes.len());
+            pool.push(b);
+        }
+        while in_flight > IN_FLIGHT {
+            let Ok(b) = spent.recv() else { break };
+            in_flight = in_flight.saturating_sub(b.bytes.len());
+            pool.push(b);
+        }
+        let largest = (0..pool.len()).max_by_key(|&i| pool[i].bytes.capacity());
+        let mut block = largest.map(|i| pool.swap_remove(i)).unwrap_or_default();
         block.ints.clear();
         block.entries.clear();
         let mut buf = std::mem::take(&mut block.bytes);
@@ -285,6 +303,7 @@ fn read_blocks<R: Read>(mut input: R, outs: Vec<SyncSender<Raw>>, spent: Receive
         };
         // Back to the usual block size after a long line.
         size = size.min(BLOCK);
+        in_flight += buf.len();
         block.bytes = buf;
         if out.send(Ok(block)).is_err() || !more {
             return;
@@ -351,7 +370,8 @@ fn consume(
 /// Streams a JSONL history into `visit` like [`crate::scan::for_each_view`] (same
 /// entries in the same order, same errors): one thread reads blocks of whole lines,
 /// [`SCANNERS`] threads scan them, and `visit` runs on this thread over the blocks
-/// in file order. Memory: a few 1 MiB blocks and their entries per scanner.
+/// in file order. Memory: a few 1 MiB blocks and their entries per scanner, and
+/// about 16 MiB of text in flight at most (more only for a line that long).
 pub fn for_each_view_par<R: Read + Send>(
     input: R,
     mut visit: impl FnMut(&OpView<'_>),
