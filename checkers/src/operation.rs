@@ -88,40 +88,11 @@ pub struct PairError {
 
 /// Pairs invocations with completions. Operations come out in invocation order.
 pub fn pair(ops: &[Op], opts: PairOptions) -> Result<Vec<Operation>, PairError> {
-    let mut p = Pairer::new(opts);
+    let mut out: Vec<Operation> = Vec::new();
+    let mut open: HashMap<u64, usize> = HashMap::new();
     for (pos, op) in ops.iter().enumerate() {
-        p.push(pos, op)?;
-    }
-    Ok(p.finish())
-}
-
-/// [`pair`] one entry at a time, for a history read as a stream: the entries
-/// need not all be held, only the operations.
-pub struct Pairer {
-    opts: PairOptions,
-    out: Vec<Operation>,
-    open: HashMap<u64, usize>,
-}
-
-impl Pairer {
-    pub fn new(opts: PairOptions) -> Self {
-        Pairer {
-            opts,
-            out: Vec::new(),
-            open: HashMap::new(),
-        }
-    }
-
-    /// The operations paired so far, in invocation order.
-    pub fn finish(self) -> Vec<Operation> {
-        self.out
-    }
-
-    /// Takes entry `op` at position `pos` (0-based, counting every entry pushed).
-    pub fn push(&mut self, pos: usize, op: &Op) -> Result<(), PairError> {
-        let (opts, out, open) = (self.opts, &mut self.out, &mut self.open);
         let Process::Client(process) = op.process else {
-            return Ok(());
+            continue;
         };
         let at = match opts.time {
             TimeSource::Position => pos as u64,
@@ -199,8 +170,8 @@ impl Pairer {
                 }
             }
         }
-        Ok(())
     }
+    Ok(out)
 }
 
 fn kind_name(kind: OpType) -> &'static str {

@@ -6,7 +6,7 @@
 use crate::formats::{self, Format, FormatError, Parsed};
 use crate::linear::{CheckOptions, CheckResult};
 use crate::models::{ModelConfig, ModelKind};
-use crate::operation::{pair, Operation, PairError, Pairer};
+use crate::operation::{pair, Operation};
 
 /// A history that cannot be checked, and where.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -52,33 +52,13 @@ impl Prepared {
 }
 
 /// Parses and pairs `text`; `model` overrides the format's default or the guess
-/// from the functions used. Our JSONL is paired as it is read, so its parsed ops
-/// are never all held (a long history's take several times its text).
+/// from the functions used.
 pub fn prepare(
     format: Format,
     model: Option<ModelKind>,
     text: &str,
 ) -> Result<Prepared, InputError> {
-    if format != Format::Jsonl {
-        return prepare_parsed(format, model, formats::parse(format, text)?);
-    }
-    let mut pairer = Pairer::new(format.pair_options());
-    let mut lines = Vec::new();
-    // As with a whole parse first: a bad line anywhere wins over a pairing error.
-    let mut unpaired: Option<PairError> = None;
-    formats::for_each_jsonl(text, |op, line| {
-        if op.f == ROLE {
-            return;
-        }
-        lines.push(line);
-        if unpaired.is_none() {
-            unpaired = pairer.push(lines.len() - 1, &op).err();
-        }
-    })?;
-    if let Some(e) = unpaired {
-        return Err(unpaired_error(&lines, e));
-    }
-    finish(format, model, lines, pairer.finish())
+    prepare_parsed(format, model, formats::parse(format, text)?)
 }
 
 /// [`prepare`] for a history already parsed (so the caller can let go of its text
@@ -89,40 +69,25 @@ pub fn prepare_parsed(
     mut parsed: Parsed,
 ) -> Result<Prepared, InputError> {
     drop_role_observations(&mut parsed);
-    let operations =
-        pair(&parsed.ops, format.pair_options()).map_err(|e| unpaired_error(&parsed.lines, e))?;
-    let Parsed { ops, lines } = parsed;
-    drop(ops);
-    finish(format, model, lines, operations)
-}
-
-fn unpaired_error(lines: &[usize], e: PairError) -> InputError {
-    InputError {
-        line: lines.get(e.pos).copied().unwrap_or(0),
+    let operations = pair(&parsed.ops, format.pair_options()).map_err(|e| InputError {
+        line: parsed.lines.get(e.pos).copied().unwrap_or(0),
         column: 1,
         message: e.message,
-    }
-}
-
-/// Picks the model and assembles the [`Prepared`].
-fn finish(
-    format: Format,
-    model: Option<ModelKind>,
-    lines: Vec<usize>,
-    operations: Vec<Operation>,
-) -> Result<Prepared, InputError> {
+    })?;
     let model = match model.or(format.default_model()) {
         Some(m) => m,
         // A history without client ops is vacuously linearizable on any model.
         None if operations.is_empty() => ModelKind::Register,
         None => ModelKind::infer(&operations).ok_or_else(|| InputError {
-            line: lines.first().copied().unwrap_or(1),
+            line: parsed.lines.first().copied().unwrap_or(1),
             column: 1,
             message: "cannot tell which model fits: no client op uses a known function \
                       (name one with --model)"
                 .into(),
         })?,
     };
+    let Parsed { ops, lines } = parsed;
+    drop(ops);
     Ok(Prepared {
         format,
         model,
@@ -132,19 +97,16 @@ fn finish(
     })
 }
 
-/// The function of a leader observation.
-const ROLE: &str = "role";
-
 /// Leader observations (`f` = `role`, recorded by splitbrain for the dual-master
 /// checker) ask a node about itself; they are no operations on the object checked.
 fn drop_role_observations(parsed: &mut Parsed) {
-    if !parsed.ops.iter().any(|o| o.f == ROLE) {
+    if !parsed.ops.iter().any(|o| o.f == "role") {
         return;
     }
     let (ops, lines): (Vec<_>, Vec<_>) = std::mem::take(&mut parsed.ops)
         .into_iter()
         .zip(std::mem::take(&mut parsed.lines))
-        .filter(|(o, _)| o.f != ROLE)
+        .filter(|(o, _)| o.f != "role")
         .unzip();
     parsed.ops = ops;
     parsed.lines = lines;
@@ -181,33 +143,5 @@ mod tests {
         assert_eq!((p.line_of(0), p.line_of(1)), (3, 5));
         let r = check(&p, &CheckOptions::default()).unwrap();
         assert_eq!(r.verdict, Validity::Valid);
-        // Paired as read, or parsed whole first: the same operations and lines.
-        let whole = prepare_parsed(
-            Format::Jsonl,
-            None,
-            formats::parse(Format::Jsonl, text).unwrap(),
-        )
-        .unwrap();
-        assert_eq!((&p.operations, &p.lines), (&whole.operations, &whole.lines));
-    }
-
-    #[test]
-    fn paired_as_read_it_still_reports_a_bad_line_before_an_unpaired_completion() {
-        let unpaired =
-            r#"{"index":0,"time":1,"process":1,"type":"ok","f":"read","key":"r0","value":1}"#;
-        let bad = r#"{"index":1,"time":2,"process":1,"type":"invoke""#;
-        let e = prepare(Format::Jsonl, None, &format!("{unpaired}\n{bad}\n")).unwrap_err();
-        let whole = formats::parse(Format::Jsonl, &format!("{unpaired}\n{bad}\n")).unwrap_err();
-        assert_eq!(
-            (e.line, e.column, e.message),
-            (whole.line, whole.column, whole.message)
-        );
-        let e = prepare(Format::Jsonl, None, &format!("{unpaired}\n")).unwrap_err();
-        assert_eq!(e.line, 1);
-        assert!(
-            e.message.contains("without a preceding invocation"),
-            "{}",
-            e.message
-        );
     }
 }

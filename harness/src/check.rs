@@ -218,18 +218,12 @@ fn check_file(
         ModelArg::Is(m) => Some(m),
         ModelArg::Auto => None,
     };
-    let at = |e: pipeline::InputError| format!("{shown}:{}:{}: {}", e.line, e.column, e.message);
-    // Our JSONL is paired as it is read; other formats are parsed whole, and then
-    // the text (hundreds of MB for a long history) is let go before pairing.
-    let mut prepared = if format == Format::Jsonl {
-        let prepared = pipeline::prepare(format, model, &text).map_err(at)?;
-        drop(text);
-        prepared
-    } else {
-        let parsed = checkers::formats::parse(format, &text).map_err(|e| at(e.into()))?;
-        drop(text);
-        pipeline::prepare_parsed(format, model, parsed).map_err(at)?
-    };
+    let parsed = checkers::formats::parse(format, &text)
+        .map_err(|e| format!("{shown}:{}:{}: {}", e.line, e.column, e.message))?;
+    // The text is not needed past parsing: a long history's is hundreds of MB.
+    drop(text);
+    let mut prepared = pipeline::prepare_parsed(format, model, parsed)
+        .map_err(|e| format!("{shown}:{}:{}: {}", e.line, e.column, e.message))?;
     if let Some(v) = init {
         prepared.config.init = v.clone();
     }

@@ -154,18 +154,8 @@ pub fn parse(format: Format, text: &str) -> Result<Parsed, FormatError> {
 }
 
 fn parse_jsonl(text: &str) -> Result<Parsed, FormatError> {
-    let mut out = Parsed::default();
-    for_each_jsonl(text, |op, line| {
-        out.ops.push(op);
-        out.lines.push(line);
-    })?;
-    Ok(out)
-}
-
-/// Reads our JSONL one op at a time, handing each to `visit` with its line, so
-/// that a caller need not hold them all; stops at the first bad line.
-pub fn for_each_jsonl(text: &str, mut visit: impl FnMut(Op, usize)) -> Result<(), FormatError> {
     let mut reader = JsonlReader::new(text.as_bytes());
+    let mut out = Parsed::default();
     while let Some(item) = reader.next() {
         let op = item.map_err(|e| match e {
             HistoryError::Parse {
@@ -188,9 +178,10 @@ pub fn for_each_jsonl(text: &str, mut visit: impl FnMut(Op, usize)) -> Result<()
                 message: e.to_string(),
             },
         })?;
-        visit(op, reader.line());
+        out.ops.push(op);
+        out.lines.push(reader.line());
     }
-    Ok(())
+    Ok(out)
 }
 
 fn parse_edn(text: &str) -> Result<Parsed, FormatError> {
