@@ -30,10 +30,19 @@ pub enum MarkedFault {
         period_ms: u64,
         until_unix_s: f64,
     },
-    /// The system's process stopped with SIGSTOP.
-    Pause { system: String },
+    /// The system's process stopped with SIGSTOP; `pid_file` names the process, so a
+    /// heal that does not know the system still resumes exactly it.
+    Pause {
+        system: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid_file: Option<String>,
+    },
     /// The system's process killed with SIGKILL; undone by starting it again.
-    Kill { system: String },
+    Kill {
+        system: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid_file: Option<String>,
+    },
 }
 
 /// The marker files, one per kind of fault.
@@ -170,6 +179,7 @@ mod tests {
             w,
             &marker(MarkedFault::Kill {
                 system: "zoo raft".into(),
+                pid_file: Some("/w n1/zoo/zoo.pid".into()),
             }),
         ));
         let (got, errors) = parse(&sh(&read_script(w)));
@@ -180,7 +190,8 @@ mod tests {
                 p,
                 marker(MarkedFault::Clock { offset_s: -1.5 }),
                 marker(MarkedFault::Kill {
-                    system: "zoo raft".into()
+                    system: "zoo raft".into(),
+                    pid_file: Some("/w n1/zoo/zoo.pid".into()),
                 }),
             ]
         );
@@ -193,6 +204,18 @@ mod tests {
             "empty directory removed"
         );
         sh(&remove_script(w, &KINDS));
+        // A marker written before pause and kill markers named their pid file.
+        let (old, errors) = parse(
+            "--- marker pause\n{\"fault\":{\"kind\":\"pause\",\"system\":\"zoo raft\"},\"since_unix_s\":1.0,\"controller_pid\":7,\"controller_host\":\"h\"}\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            old[0].fault,
+            MarkedFault::Pause {
+                system: "zoo raft".into(),
+                pid_file: None
+            }
+        );
         let (_, errors) = parse("--- marker kill\n{\"fault\": 3}\n");
         assert!(
             errors[0].starts_with("marker kill: unreadable"),

@@ -99,7 +99,7 @@ pub fn marker_now(fault: MarkedFault) -> Marker {
 
 /// `script` preceded by writing the marker of `fault` on node `n` (the marker goes
 /// first: a crash in between leaves a marker without its fault, never the reverse).
-fn marked(n: &NodeHandle, fault: &MarkedFault, script: &str) -> String {
+pub fn marked(n: &NodeHandle, fault: &MarkedFault, script: &str) -> String {
     format!(
         "{} || {{ echo {} >&2; exit 3; }}\n{script}",
         marker::write_script(&n.spec.workdir, &marker_now(fault.clone())),
@@ -108,11 +108,6 @@ fn marked(n: &NodeHandle, fault: &MarkedFault, script: &str) -> String {
             marker::dir(&n.spec.workdir)
         ))
     )
-}
-
-/// Writes the marker of `fault` on each of `targets`; returns the failures.
-pub async fn mark(nodes: &[NodeHandle], targets: &[String], fault: &MarkedFault) -> Vec<String> {
-    on_all(&pick(nodes, targets), |n| Ok(marked(n, fault, ":"))).await
 }
 
 /// Removes the markers of `kinds` on each of `targets`; returns the failures.

@@ -8,6 +8,7 @@
 
 pub mod exec;
 pub mod heal;
+pub mod process;
 pub mod status;
 
 use crate::config;
@@ -19,9 +20,9 @@ use crate::systems::{current_masters, NodeHandle, System};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use nemesis::clock::Offset;
-use nemesis::marker::MarkedFault;
 use nemesis::netem::PacketFault;
 use nemesis::{Grudge, Targets, Topology};
+use process::{ProcessFault, ProcessUndo};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
@@ -448,42 +449,14 @@ async fn process(
     rng: &mut ChaCha8Rng,
 ) -> anyhow::Result<()> {
     let t = ctx.targets(targets, rng).await?;
-    let all = ctx.specs();
-    let system = ctx.system.describe();
-    // The marker goes first, so `fault heal` from any controller knows to undo it.
-    let mark = match what {
-        Proc::Kill => Some(MarkedFault::Kill { system }),
-        Proc::Pause => Some(MarkedFault::Pause { system }),
-        Proc::Resume | Proc::Restart => None,
+    // Kill and pause write each target's marker first, so `fault heal` from any
+    // controller knows to undo them; resume and restart remove it once done.
+    let errors = match what {
+        Proc::Kill => process::apply(&ctx.system, &ctx.nodes, &t, ProcessFault::Kill).await,
+        Proc::Pause => process::apply(&ctx.system, &ctx.nodes, &t, ProcessFault::Pause).await,
+        Proc::Resume => process::undo(&ctx.system, &ctx.nodes, &t, ProcessUndo::Resume).await,
+        Proc::Restart => process::undo(&ctx.system, &ctx.nodes, &t, ProcessUndo::Restart).await,
     };
-    if let Some(m) = &mark {
-        fail_on("marking the fault", exec::mark(&ctx.nodes, &t, m).await)?;
-    }
-    let mut errors = Vec::new();
-    for n in exec::pick(&ctx.nodes, &t) {
-        let r = match what {
-            Proc::Kill => ctx.system.kill_node(&n).await,
-            Proc::Pause => ctx.system.pause_node(&n).await,
-            Proc::Resume => ctx.system.resume_node(&n).await,
-            Proc::Restart => ctx.system.restart_node(&n, &all).await,
-        };
-        match r {
-            Err(e) => errors.push(format!("{e:#}")),
-            // Undone: its marker goes (a restart also ends a pause: it starts afresh).
-            Ok(()) => {
-                let kinds: &[&str] = match what {
-                    Proc::Resume => &["pause"],
-                    Proc::Restart => &["kill", "pause"],
-                    Proc::Kill | Proc::Pause => &[],
-                };
-                if !kinds.is_empty() {
-                    errors.extend(
-                        exec::unmark(&ctx.nodes, std::slice::from_ref(&n.spec.name), kinds).await,
-                    );
-                }
-            }
-        }
-    }
     let verb = match what {
         Proc::Kill => "killed",
         Proc::Pause => "paused",

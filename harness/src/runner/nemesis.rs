@@ -11,6 +11,7 @@ use super::fault_schedule;
 use super::stop::Stop;
 use crate::config::{FaultKind, NemesisKind};
 use crate::fault::exec;
+use crate::fault::process::{self, ProcessFault, ProcessUndo};
 use crate::store::Recorder;
 use crate::systems::{current_masters, NodeHandle, System};
 use checkers::{Op, OpType, Process};
@@ -37,35 +38,10 @@ pub async fn heal_all(nodes: &[NodeHandle]) -> Vec<String> {
 }
 
 /// Resumes every paused process of the system and restarts every killed one, on all
-/// nodes at once. Returns the failures.
+/// nodes at once, removing each node's process-fault markers once it is healed.
+/// Returns the failures.
 pub async fn heal_processes<S: System>(system: &Arc<S>, nodes: &[NodeHandle]) -> Vec<String> {
-    let all: Vec<_> = nodes.iter().map(|n| n.spec.clone()).collect();
-    let mut set = tokio::task::JoinSet::new();
-    for n in nodes {
-        let (system, n, all) = (system.clone(), n.clone(), all.clone());
-        set.spawn(async move {
-            let mut errors = Vec::new();
-            if let Err(e) = system.resume_node(&n).await {
-                errors.push(format!("{e:#}"));
-                return errors;
-            }
-            if let Ok(ProcessState::Dead { .. }) = system.process_state(&n).await {
-                if let Err(e) = system.restart_node(&n, &all).await {
-                    errors.push(format!("{e:#}"));
-                }
-            }
-            errors
-        });
-    }
-    let mut errors = Vec::new();
-    while let Some(r) = set.join_next().await {
-        match r {
-            Ok(e) => errors.extend(e),
-            Err(e) => errors.push(format!("process heal task failed: {e}")),
-        }
-    }
-    errors.sort();
-    errors
+    process::heal_all(system, nodes).await
 }
 
 fn nemesis_op(kind: OpType, f: &str, value: Value) -> Op {
@@ -212,19 +188,14 @@ impl<S: System> NemesisTask<S> {
                 }
                 errors
             }
+            // Each target's marker first, as `splitbrain fault` does.
             FaultKind::Kill | FaultKind::Pause => {
-                let mut errors = Vec::new();
-                for n in exec::pick(&self.nodes, &targets) {
-                    let r = if kind == FaultKind::Kill {
-                        self.system.kill_node(&n).await
-                    } else {
-                        self.system.pause_node(&n).await
-                    };
-                    if let Err(e) = r {
-                        errors.push(format!("{e:#}"));
-                    }
-                }
-                errors
+                let pf = if kind == FaultKind::Kill {
+                    ProcessFault::Kill
+                } else {
+                    ProcessFault::Pause
+                };
+                process::apply(self.system.as_ref(), &self.nodes, &targets, pf).await
             }
             FaultKind::Packet => {
                 // Delay and loss where netem exists; loss alone through iptables elsewhere.
@@ -329,18 +300,12 @@ impl<S: System> NemesisTask<S> {
             Undo::Partition | Undo::Packet => heal_all(&self.nodes).await,
             Undo::Clock => exec::clock_reset(&self.nodes, &a.record.targets, self.lab).await,
             Undo::Kill | Undo::Pause => {
-                let all: Vec<_> = self.nodes.iter().map(|n| n.spec.clone()).collect();
-                let mut errors = Vec::new();
-                for n in exec::pick(&self.nodes, &a.record.targets) {
-                    let r = match a.undo {
-                        Undo::Kill => self.system.restart_node(&n, &all).await,
-                        _ => self.system.resume_node(&n).await,
-                    };
-                    if let Err(e) = r {
-                        errors.push(format!("{e:#}"));
-                    }
-                }
-                errors
+                let how = if matches!(a.undo, Undo::Kill) {
+                    ProcessUndo::Restart
+                } else {
+                    ProcessUndo::Resume
+                };
+                process::undo(self.system.as_ref(), &self.nodes, &a.record.targets, how).await
             }
         };
         let end = self.record(

@@ -7,6 +7,7 @@
 use super::{Applied, NemesisTask, Started, Undo};
 use crate::config::{TargetedFault, TargetedFault as T};
 use crate::fault::exec;
+use crate::fault::process::{self, ProcessFault};
 use crate::systems::System;
 use checkers::OpType;
 use nemesis::clock::Offset;
@@ -115,19 +116,14 @@ pub(super) async fn apply<S: System>(
             }
             errors
         }
+        // The target's marker first, as `splitbrain fault` does.
         T::KillMaster | T::PauseMaster => {
-            let mut errors = Vec::new();
-            for n in exec::pick(&t.nodes, &targets) {
-                let r = if fault == T::KillMaster {
-                    t.system.kill_node(&n).await
-                } else {
-                    t.system.pause_node(&n).await
-                };
-                if let Err(e) = r {
-                    errors.push(format!("{e:#}"));
-                }
-            }
-            errors
+            let pf = if fault == T::KillMaster {
+                ProcessFault::Kill
+            } else {
+                ProcessFault::Pause
+            };
+            process::apply(t.system.as_ref(), &t.nodes, &targets, pf).await
         }
     };
     t.started(
