@@ -13,6 +13,17 @@
 //!   127.0.0.1): a file lands at exactly the hostile remote path, byte for byte, and
 //!   comes back to a hostile local path.
 //!
+//! - the real systems, started for real on this machine through their own setup and
+//!   stopped through their teardown, each in a hostile workdir: Redis + Sentinel
+//!   (both pid files at exactly the hostile paths, each daemon's working directory
+//!   exactly its hostile `dir` from the config file, both logs there; a workdir with
+//!   `*`, `?` or `[`, which Redis 7 would read as a glob, refused) and etcd (its
+//!   pid file, working directory and log, and its data directory from the YAML config,
+//!   where it creates `member/`); PostgreSQL refuses a workdir, host or name it cannot
+//!   hand to `pg_ctl -o` (a shell) with one line naming it, before running anything;
+//! - fault markers (what `fault heal` reads): written under, read back from and
+//!   removed from exactly the hostile workdir.
+//!
 //! Nothing may escape: a `$(touch ...)` piece names a marker file that must never exist.
 //! The iptables and netem builders take typed addresses (`Ipv4Addr`) and parsed fault
 //! specs, so no free-form string reaches them; the quoting function itself is
@@ -22,9 +33,14 @@ mod control_fixture;
 
 use harness::control::{LocalExec, Remote, Session, Target};
 use harness::nodes::NodeSpec;
+use harness::systems::etcd::Etcd;
+use harness::systems::postgres::{conf::plain_word, Postgres};
+use harness::systems::redis::config::{Paths, Tuning};
+use harness::systems::redis::RedisSentinel;
 use harness::systems::zoo::{Zoo, PORT};
-use harness::systems::{NodeHandle, System};
+use harness::systems::{NodeHandle, System, SystemKind, SystemOptions, SystemSpec};
 use nemesis::clock::{self, ClockTarget, Offset};
+use nemesis::marker::{self, MarkedFault, Marker};
 use nemesis::process::{self, Signal};
 use proptest::prelude::*;
 use std::path::Path;
@@ -147,8 +163,14 @@ proptest! {
 
         let pid_file = format!("{wd}/zoo.pid");
         let (dpid, daemon) = sleeper(&pid_file);
+        // Running (S, R, or D for a moment on a loaded machine), not stopped, no faketime.
         let status = sh_ok(&process::status_script(&pid_file));
-        prop_assert_eq!(status.trim(), format!("{dpid} S -"));
+        let words: Vec<&str> = status.split_whitespace().collect();
+        let dpid_text = dpid.to_string();
+        prop_assert_eq!(words.len(), 3, "{:?}", status);
+        prop_assert_eq!(words[0], dpid_text.as_str());
+        prop_assert!(["S", "R", "D"].contains(&words[1]), "{:?}", status);
+        prop_assert_eq!(words[2], "-");
         sh_ok(&process::signal_script(&pid_file, Signal::Kill));
         prop_assert!(killed(dpid, daemon), "pid file {pid_file:?} did not reach kill");
         prop_assert!(!Path::new(MARKER).exists(), "a hostile piece ran");
@@ -230,4 +252,265 @@ fn upload_and_download_over_ssh_keep_hostile_paths() {
         )
         .unwrap();
     rt.block_on(session.close());
+}
+
+fn local_node(host: &str, workdir: &str) -> (NodeSpec, NodeHandle) {
+    let spec = NodeSpec {
+        name: "n1".into(),
+        host: host.into(),
+        port: 22,
+        user: None,
+        workdir: workdir.into(),
+    };
+    let node = NodeHandle {
+        spec: spec.clone(),
+        remote: Arc::new(Target::Local(LocalExec::new(
+            spec.clone(),
+            Duration::from_secs(60),
+        ))),
+    };
+    (spec, node)
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The live process in `pid_file`, waiting up to 10 s for it to be written.
+fn live_pid(pid_file: &str) -> Option<u32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pid = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok());
+        if let Some(p) = pid.filter(|p| Path::new(&format!("/proc/{p}")).exists()) {
+            return Some(p);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` is gone (or a zombie) within 10 s.
+fn gone(pid: u32) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.is_empty()
+            || stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('Z'))
+        {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cwd(pid: u32) -> std::path::PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn have(program: &str) -> bool {
+    sh(&format!("command -v {program}")).status.success()
+}
+
+/// Skips (said on stderr) when `program` is missing here, which `CI=true` forbids.
+fn need(program: &str) -> bool {
+    if have(program) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "CI=true but {program} is not installed (.ci/run installs it)"
+    );
+    eprintln!("security_hostile: {program} not installed: skipped");
+    false
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1))]
+
+    /// Several workdirs per case, run side by side: each daemon takes one to two
+    /// seconds to stop on SIGTERM, so the teardowns run at once.
+    #[test]
+    fn redis_and_sentinel_take_hostile_workdirs(
+        names in proptest::collection::vec(hostile_name(), 6)
+    ) {
+        if !need("redis-server") || !need("redis-sentinel") {
+            return Ok(());
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut cases = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let workdir = tmp.path().join(i.to_string()).join(name).to_str().unwrap().to_string();
+            let mut tuning = Tuning::for_mode("sentinel").unwrap();
+            tuning.redis_port = free_port();
+            tuning.sentinel_port = free_port();
+            let redis = Arc::new(RedisSentinel::with_tuning("sentinel", tuning, true));
+            let (spec, node) = local_node("127.0.0.1", &workdir);
+            let setup = rt.block_on(redis.setup_node(&node, std::slice::from_ref(&spec)));
+            let paths = Paths::for_node(&workdir, true);
+            if workdir.contains(['*', '?', '[']) {
+                // Redis would read the config path as a glob: refused, nothing run.
+                let err = format!("{:#}", setup.unwrap_err());
+                prop_assert_eq!(err, paths.check("n1").unwrap_err());
+                prop_assert!(!Path::new(&workdir).exists(), "nothing ran for {:?}", workdir);
+                continue;
+            }
+            let pids = (live_pid(&paths.redis_pid()), live_pid(&paths.sentinel_pid()));
+            let cwds = (pids.0.map(cwd), pids.1.map(cwd));
+            cases.push((redis, node, paths, setup, pids, cwds));
+        }
+        let _in = rt.enter();
+        let mut set = tokio::task::JoinSet::new();
+        for (redis, node, ..) in &cases {
+            let (redis, node) = (redis.clone(), node.clone());
+            set.spawn(async move { redis.teardown_node(&node).await.map_err(|e| format!("{e:#}")) });
+        }
+        let teardowns: Vec<Result<(), String>> = rt.block_on(async {
+            let mut out = Vec::new();
+            while let Some(r) = set.join_next().await {
+                out.push(r.unwrap());
+            }
+            out
+        });
+        for (_, _, paths, setup, pids, cwds) in cases {
+            prop_assert!(setup.is_ok(), "{:?}", setup);
+            let (Some(server), Some(sentinel)) = pids else {
+                return Err(TestCaseError::fail(format!("no pid file at {:?} or {:?}", paths.redis_pid(), paths.sentinel_pid())));
+            };
+            prop_assert!(gone(server) && gone(sentinel), "teardown stopped both");
+            // Each daemon's working directory is its `dir` from the config file.
+            prop_assert_eq!(cwds.0.as_deref(), Some(Path::new(&paths.data)));
+            prop_assert_eq!(cwds.1.as_deref(), Some(Path::new(&paths.base)));
+            prop_assert!(Path::new(&paths.redis_log()).is_file(), "{:?}", paths.redis_log());
+            prop_assert!(Path::new(&paths.sentinel_log()).is_file(), "{:?}", paths.sentinel_log());
+            prop_assert!(!Path::new(&paths.redis_pid()).exists() && !Path::new(&paths.sentinel_pid()).exists());
+        }
+        prop_assert!(teardowns.iter().all(Result::is_ok), "{:?}", teardowns);
+        prop_assert!(!Path::new(MARKER).exists(), "a hostile piece ran");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4))]
+
+    #[test]
+    fn etcd_takes_a_hostile_workdir(name in hostile_name()) {
+        if !need("etcd") {
+            return Ok(());
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let workdir = tmp.path().join(&name).to_str().unwrap().to_string();
+        let etcd = Etcd::new(&SystemOptions {
+            spec: SystemSpec { kind: SystemKind::Etcd, mode: "raft".into() },
+            lab: true,
+            clock_faults: false,
+            zoo_binary: Default::default(),
+        })
+        .unwrap();
+        let (spec, node) = local_node("127.0.0.1", &workdir);
+        let rt = runtime();
+        let dir = format!("{workdir}/etcd");
+        let setup = rt.block_on(etcd.setup_node(&node, std::slice::from_ref(&spec)));
+        let pid = live_pid(&etcd.pid_file(&spec));
+        // The data directory comes from the YAML config: etcd makes `member/` in it.
+        let member = Path::new(&dir).join("data/member");
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while pid.is_some() && !member.is_dir() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let pid_cwd = pid.map(cwd);
+        rt.block_on(etcd.teardown_node(&node)).unwrap();
+        setup.unwrap();
+        let Some(pid) = pid else {
+            return Err(TestCaseError::fail(format!("no pid file at {:?}", etcd.pid_file(&spec))));
+        };
+        prop_assert!(gone(pid), "teardown stopped etcd");
+        prop_assert!(member.is_dir(), "no {:?}", member);
+        prop_assert_eq!(pid_cwd.as_deref().and_then(Path::to_str), Some(dir.as_str()));
+        let log = format!("{dir}/etcd.log");
+        prop_assert!(std::fs::metadata(&log).is_ok_and(|m| m.len() > 0), "{:?}", log);
+        prop_assert!(!Path::new(MARKER).exists(), "a hostile piece ran");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn postgres_refuses_what_it_cannot_quote_before_running_anything(
+        name in hostile_name(),
+        host in prop_oneof![Just("127.0.0.1".to_string()), hostile_name()],
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let workdir = tmp.path().join(&name).to_str().unwrap().to_string();
+        let base = format!("{workdir}/postgres");
+        let what = if !plain_word(&host) {
+            ("address", host.clone())
+        } else if !plain_word(&base) {
+            ("data directory", base.clone())
+        } else {
+            // Plain words: nothing to refuse (and a real setup is the lab tests' job).
+            return Ok(());
+        };
+        let pg = Postgres::new(
+            &SystemOptions {
+                spec: SystemSpec { kind: SystemKind::Postgres, mode: "async".into() },
+                lab: true,
+                clock_faults: false,
+                zoo_binary: Default::default(),
+            },
+            workloads::WorkloadKind::Set,
+        )
+        .unwrap();
+        let (spec, node) = local_node(&host, &workdir);
+        let err = runtime()
+            .block_on(pg.setup_node(&node, std::slice::from_ref(&spec)))
+            .unwrap_err();
+        prop_assert_eq!(
+            format!("{err:#}"),
+            format!("n1: postgres needs a {} of letters, digits and ._-/: only, got {:?}", what.0, what.1)
+        );
+        prop_assert!(!Path::new(&workdir).exists(), "nothing ran on the node");
+        prop_assert!(!Path::new(MARKER).exists(), "a hostile piece ran");
+    }
+
+    #[test]
+    fn fault_markers_take_hostile_workdirs(name in hostile_name(), host in hostile_name()) {
+        let tmp = tempfile::tempdir().unwrap();
+        let workdir = tmp.path().join(&name).to_str().unwrap().to_string();
+        let m = Marker {
+            fault: MarkedFault::Pause { system: host.clone(), pid_file: Some(format!("{workdir}/zoo.pid")) },
+            since_unix_s: 1.5,
+            controller_pid: 7,
+            controller_host: host,
+        };
+        sh_ok(&marker::write_script(&workdir, &m));
+        let file = format!("{workdir}/faults/pause.json");
+        prop_assert!(Path::new(&file).is_file(), "{:?}", file);
+        let (got, bad) = marker::parse(&sh_ok(&marker::read_script(&workdir)));
+        prop_assert!(bad.is_empty(), "{:?}", bad);
+        prop_assert_eq!(got, vec![m]);
+        sh_ok(&marker::remove_script(&workdir, &marker::KINDS));
+        let dir = format!("{workdir}/faults");
+        prop_assert!(!Path::new(&dir).exists(), "{:?}", dir);
+        prop_assert!(!Path::new(MARKER).exists(), "a hostile piece ran");
+    }
 }

@@ -124,27 +124,32 @@ impl Etcd {
             IpAddr::V6(ip) => format!("[{ip}]"),
             IpAddr::V4(ip) => ip.to_string(),
         };
+        let q = yaml_quote;
         format!(
             "# Written by splitbrain for one test run; started by the harness, not systemd.\n\
-             name: '{name}'\n\
-             data-dir: '{dir}/data'\n\
-             listen-peer-urls: 'http://{listen}:{PEER_PORT}'\n\
-             listen-client-urls: 'http://{listen}:{CLIENT_PORT}'\n\
-             initial-advertise-peer-urls: 'http://{host}:{PEER_PORT}'\n\
-             advertise-client-urls: 'http://{host}:{CLIENT_PORT}'\n\
-             initial-cluster: '{cluster}'\n\
+             name: {name}\n\
+             data-dir: {data}\n\
+             listen-peer-urls: {lpeer}\n\
+             listen-client-urls: {lclient}\n\
+             initial-advertise-peer-urls: {apeer}\n\
+             advertise-client-urls: {aclient}\n\
+             initial-cluster: {cluster}\n\
              initial-cluster-state: 'new'\n\
-             initial-cluster-token: '{token}'\n\
+             initial-cluster-token: {token}\n\
              heartbeat-interval: {HEARTBEAT_MS}\n\
              election-timeout: {ELECTION_MS}\n\
              enable-v2: false\n\
              enable-grpc-gateway: true\n\
              logger: 'zap'\n\
              log-outputs: ['stderr']\n",
-            name = node.name,
-            dir = self.dir(node),
-            host = node.host,
-            token = self.token,
+            name = q(&node.name),
+            data = q(&format!("{}/data", self.dir(node))),
+            lpeer = q(&format!("http://{listen}:{PEER_PORT}")),
+            lclient = q(&format!("http://{listen}:{CLIENT_PORT}")),
+            apeer = q(&format!("http://{}:{PEER_PORT}", node.host)),
+            aclient = q(&format!("http://{}:{CLIENT_PORT}", node.host)),
+            cluster = q(&cluster),
+            token = q(&self.token),
         )
     }
 
@@ -155,10 +160,16 @@ impl Etcd {
         let conf = sh_quote(&format!("{}/etcd.conf.yml", self.dir(node)));
         let pid = sh_quote(&self.pid_file(node));
         let log = sh_quote(&self.log_file(node));
+        // The message quoted whole: a quoted path inside a double-quoted string would
+        // end that string at a `"` in the path.
+        let exited = sh_quote(&format!(
+            "etcd exited at once; last lines of {}:",
+            self.log_file(node)
+        ));
         format!(
             "cd {dir} || exit 3; nohup etcd --config-file {conf} >> {log} 2>&1 < /dev/null & echo $! > {pid}; \
              sleep 0.5; if ! kill -0 \"$(cat {pid})\" 2>/dev/null; then \
-             echo \"etcd exited at once; last lines of {log}:\" >&2; tail -n 15 {log} >&2; exit 3; fi"
+             echo {exited} >&2; tail -n 15 {log} >&2; exit 3; fi"
         )
     }
 
@@ -200,6 +211,28 @@ impl Etcd {
     ) -> Result<api::RaftStatus, String> {
         self.client(node).raft_status(timeout).await
     }
+}
+
+/// A YAML double-quoted scalar that reads back as exactly `s` (a workdir may hold
+/// quotes, `#`, `: `, a newline or other control characters): `"` and `\` escaped,
+/// and everything outside YAML's printable set, or a line break to YAML 1.1 (NEL,
+/// U+2028, U+2029), or a byte-order mark, as `\uXXXX` / `\UXXXXXXXX`.
+pub fn yaml_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            ' '..='~' => out.push(c),
+            '\u{2028}' | '\u{2029}' | '\u{feff}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'.. => out.push(c),
+            // The rest are in the Basic Multilingual Plane: four hex digits.
+            c => out.push_str(&format!("\\u{:04x}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Shell text that stops the process whose pid file is `pid`: TERM, up to 5 s, KILL.
@@ -447,18 +480,18 @@ mod tests {
         let e = Etcd::new(&opts("raft", true, false)).unwrap();
         let all = [node("n1", "10.77.77.11"), node("n2", "10.77.77.12")];
         let c = e.config(&all[1], &all, "10.77.77.12".parse().unwrap());
-        assert!(c.contains("name: 'n2'\n"), "{c}");
-        assert!(c.contains("data-dir: '/var/lib/splitbrain/lab/work/n2/etcd/data'"));
-        assert!(c.contains("listen-client-urls: 'http://10.77.77.12:2379'"));
-        assert!(
-            c.contains("initial-cluster: 'n1=http://10.77.77.11:2380,n2=http://10.77.77.12:2380'")
-        );
+        assert!(c.contains("name: \"n2\"\n"), "{c}");
+        assert!(c.contains("data-dir: \"/var/lib/splitbrain/lab/work/n2/etcd/data\"\n"));
+        assert!(c.contains("listen-client-urls: \"http://10.77.77.12:2379\"\n"));
+        assert!(c.contains(
+            "initial-cluster: \"n1=http://10.77.77.11:2380,n2=http://10.77.77.12:2380\"\n"
+        ));
         assert!(c.contains("heartbeat-interval: 100\n") && c.contains("election-timeout: 1000\n"));
         assert!(
             c.contains("enable-grpc-gateway: true\n"),
             "a config file turns the gateway off unless asked"
         );
-        assert!(c.contains(&format!("initial-cluster-token: '{}'\n", e.token)));
+        assert!(c.contains(&format!("initial-cluster-token: \"{}\"\n", e.token)));
         let again = Etcd::new(&opts("raft", true, false)).unwrap();
         assert_ne!(e.token, again.token, "each run bootstraps its own cluster");
         assert_eq!(
@@ -486,6 +519,16 @@ mod tests {
             .is_empty());
         let e = Etcd::new(&opts("paxos", true, false)).err().unwrap();
         assert_eq!(e.to_string(), "unknown etcd mode \"paxos\" (known: raft)");
+    }
+
+    #[test]
+    fn yaml_quote_escapes_what_yaml_would_not_read_back() {
+        assert_eq!(yaml_quote("/w/n1"), "\"/w/n1\"");
+        assert_eq!(
+            yaml_quote("a\"b\\c\nd\te\u{7f}f\u{85}g\u{2028}é☃"),
+            "\"a\\\"b\\\\c\\u000ad\\u0009e\\u007ff\\u0085g\\u2028é☃\""
+        );
+        assert_eq!(yaml_quote("\u{fffe}"), "\"\\ufffe\"");
     }
 
     #[test]

@@ -46,6 +46,21 @@ impl Paths {
         }
     }
 
+    /// Refuses a layout Redis would not read back: Redis 7 takes a config file path
+    /// holding `*`, `?` or `[` for a glob pattern and, when the pattern matches
+    /// nothing, starts silently with its defaults (no daemon, port 6379); Sentinel
+    /// also rewrites its config at that path, so escaping cannot help.
+    pub fn check(&self, node: &str) -> Result<(), String> {
+        for p in [self.redis_conf(), self.sentinel_conf()] {
+            if p.contains(['*', '?', '[']) {
+                return Err(format!(
+                    "{node}: redis-sentinel cannot use the config file {p:?}: Redis reads a path with `*`, `?` or `[` as a glob pattern; use a workdir without them"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn redis_conf(&self) -> String {
         format!("{}/redis.conf", self.base)
     }
@@ -109,6 +124,24 @@ impl Tuning {
     }
 }
 
+/// A value for `redis.conf` and `sentinel.conf`: double-quoted, `\\` and `"` escaped
+/// and every byte outside printable ASCII as `\xHH`, which Redis's config parser
+/// reads back verbatim (a workdir may hold spaces, quotes or a newline).
+pub fn conf_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for b in s.bytes() {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Sentinel's quorum for `nodes` sentinels: a majority.
 pub fn quorum(nodes: usize) -> usize {
     nodes / 2 + 1
@@ -136,9 +169,9 @@ pub fn redis_conf(paths: &Paths, t: &Tuning, ip: IpAddr, master: Option<IpAddr>)
          min-replicas-to-write {mr}\n\
          min-replicas-max-lag {lag}\n",
         port = t.redis_port,
-        pid = paths.redis_pid(),
-        log = paths.redis_log(),
-        data = paths.data,
+        pid = conf_quote(&paths.redis_pid()),
+        log = conf_quote(&paths.redis_log()),
+        data = conf_quote(&paths.data),
         mr = t.min_replicas_to_write,
         lag = t.min_replicas_max_lag_s,
     );
@@ -171,9 +204,9 @@ pub fn sentinel_conf(
          sentinel failover-timeout {name} {fo}\n\
          sentinel parallel-syncs {name} 1\n",
         sport = t.sentinel_port,
-        pid = paths.sentinel_pid(),
-        log = paths.sentinel_log(),
-        base = paths.base,
+        pid = conf_quote(&paths.sentinel_pid()),
+        log = conf_quote(&paths.sentinel_log()),
+        base = conf_quote(&paths.base),
         name = MASTER_NAME,
         rport = t.redis_port,
         q = quorum(nodes),
@@ -284,6 +317,22 @@ mod tests {
         let v = Paths::for_node("/opt/splitbrain", false);
         assert_eq!(v.data, "/var/lib/splitbrain/redis/data");
         assert_eq!(v.redis_log(), "/var/log/splitbrain/redis/redis.log");
+    }
+
+    #[test]
+    fn conf_values_and_glob_paths() {
+        assert_eq!(conf_quote("/w/n1"), "\"/w/n1\"");
+        assert_eq!(conf_quote("a \"b\\\né"), "\"a \\\"b\\\\\\x0a\\xc3\\xa9\"");
+        assert!(Paths::for_node("/w/n 1'\"", true).check("n1").is_ok());
+        assert_eq!(
+            Paths::for_node("/w/n[1]", true).check("n1").unwrap_err(),
+            "n1: redis-sentinel cannot use the config file \"/w/n[1]/redis/redis.conf\": Redis reads a path with `*`, `?` or `[` as a glob pattern; use a workdir without them"
+        );
+        assert!(Paths::for_node("/w/*", true).check("n1").is_err());
+        assert!(
+            Paths::for_node("/opt/a?", false).check("n1").is_ok(),
+            "VM paths are fixed"
+        );
     }
 
     #[test]

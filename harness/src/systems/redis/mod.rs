@@ -183,6 +183,7 @@ impl System for RedisSentinel {
             .first()
             .context("redis-sentinel needs at least one node")?;
         let paths = self.paths(spec);
+        paths.check(&spec.name).map_err(anyhow::Error::msg)?;
         let t = node.remote.command_timeout().max(Duration::from_secs(300));
         node.remote
             .exec_ok(
