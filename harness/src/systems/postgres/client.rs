@@ -69,6 +69,8 @@ pub struct PgClient {
     connect_timeout: Duration,
     session: Option<Session>,
     direct: Option<Client>,
+    /// [`STATUS_SQL`] prepared on `direct`, for role observations.
+    status: Option<Statement>,
 }
 
 impl PgClient {
@@ -85,6 +87,7 @@ impl PgClient {
             connect_timeout,
             session: None,
             direct: None,
+            status: None,
         }
     }
 
@@ -141,6 +144,7 @@ impl PgClient {
             self.direct = None;
         }
         if self.direct.is_none() {
+            self.status = None;
             let t = deadline
                 .saturating_duration_since(Instant::now())
                 .min(self.connect_timeout);
@@ -345,9 +349,8 @@ impl PgClient {
     }
 
     async fn role(&mut self, deadline: Instant) -> Outcome {
-        let left = deadline.saturating_duration_since(Instant::now());
         let r = match self.own(deadline).await {
-            Ok(c) => first_row(c, STATUS_SQL, left).await,
+            Ok(_) => self.status_row(deadline).await,
             Err(e) => Err(e),
         };
         match r.and_then(|row| sql::parse_status(&row)) {
@@ -364,6 +367,25 @@ impl PgClient {
                 Outcome::unavailable(error)
             }
         }
+    }
+
+    /// [`STATUS_SQL`] on the own connection, prepared once per connection.
+    async fn status_row(&mut self, deadline: Instant) -> Result<Vec<Option<String>>, String> {
+        let Some(c) = self.direct.as_ref() else {
+            return Err("no connection".into());
+        };
+        let st = match &self.status {
+            Some(st) => st.clone(),
+            None => {
+                let st = bounded(deadline, c.prepare(STATUS_SQL))
+                    .await?
+                    .map_err(|e| format!("preparing the status probe: {e}"))?;
+                self.status = Some(st.clone());
+                st
+            }
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        sql::first_row_prepared(c, &st, left).await
     }
 
     /// The node name of an address.

@@ -5,7 +5,8 @@
 
 use super::conf::{parse_lsn, walfile_timeline, PORT};
 use std::time::Duration;
-use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Statement};
 
 /// Opens a connection to `host` as `postgres`, bounded by `timeout` for the TCP
 /// connect and the startup exchange together. An error here means nothing of any
@@ -56,6 +57,58 @@ pub async fn first_row(
         }
     }
     Err("the query returned no row".into())
+}
+
+/// Runs the prepared `st` and returns its first row's columns as text, in the simple
+/// protocol's spelling (`t`/`f` for booleans, decimal integers), so one parser reads
+/// both. A prepared probe is planned once per connection: on PostgreSQL 15 the simple
+/// protocol's [`STATUS_SQL`] costs ~0.7 ms of server time each, the prepared one ~0.09
+/// ms, and leader observation sends one per node every 20 ms.
+pub async fn first_row_prepared(
+    client: &Client,
+    st: &Statement,
+    timeout: Duration,
+) -> Result<Vec<Option<String>>, String> {
+    let rows = tokio::time::timeout(timeout, client.query(st, &[]))
+        .await
+        .map_err(|_| format!("timed out after {timeout:?}"))?
+        .map_err(|e| e.to_string())?;
+    let row = rows.first().ok_or("the query returned no row")?;
+    let text = |i: usize| -> Result<Option<String>, String> {
+        let ty = row.columns()[i].type_();
+        let bad = |e: tokio_postgres::Error| format!("column {i} ({ty}): {e}");
+        Ok(match *ty {
+            Type::BOOL => row
+                .try_get::<_, Option<bool>>(i)
+                .map_err(bad)?
+                .map(|b| if b { "t" } else { "f" }.to_string()),
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)
+                .map_err(bad)?
+                .map(|v| v.to_string()),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)
+                .map_err(bad)?
+                .map(|v| v.to_string()),
+            Type::INT8 => row
+                .try_get::<_, Option<i64>>(i)
+                .map_err(bad)?
+                .map(|v| v.to_string()),
+            Type::OID => row
+                .try_get::<_, Option<u32>>(i)
+                .map_err(bad)?
+                .map(|v| v.to_string()),
+            Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
+                row.try_get::<_, Option<String>>(i).map_err(bad)?
+            }
+            _ => {
+                return Err(format!(
+                    "column {i} has type {ty}, which the probe does not read"
+                ))
+            }
+        })
+    };
+    (0..row.len()).map(text).collect()
 }
 
 /// One node's replication state as it reports it.
