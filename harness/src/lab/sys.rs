@@ -126,6 +126,9 @@ pub(crate) fn lock(path: &Path, timeout: Duration) -> Result<LabLock, LabError> 
         .write(true)
         .open(path)
         .map_err(|e| io_err(path, e))?;
+    if timeout >= BLOCKING_WAIT {
+        return lock_blocking(file, path, timeout);
+    }
     let deadline = Instant::now() + timeout;
     loop {
         // SAFETY: the descriptor is open for as long as `file` lives.
@@ -147,6 +150,40 @@ pub(crate) fn lock(path: &Path, timeout: Duration) -> Result<LabLock, LabError> 
             });
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits at least this long are spent blocked in `flock(2)` rather than polling: a
+/// poller loses every hand-over to a process blocked on the lock (`flock -w` in a
+/// script), and can wait forever behind a queue of them.
+const BLOCKING_WAIT: Duration = Duration::from_secs(2);
+
+/// The lock taken by a thread blocked in `flock(2)`, waited for at most `timeout`.
+/// When the wait ends first the thread is left blocked; if it gets the lock later it
+/// finds nobody to hand it to and drops it at once (the file closes, the lock goes).
+fn lock_blocking(file: File, path: &Path, timeout: Duration) -> Result<LabLock, LabError> {
+    let (tx, rx) = std::sync::mpsc::channel::<io::Result<File>>();
+    std::thread::spawn(move || {
+        // SAFETY: the descriptor is open for as long as `file` lives (moved here).
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        let r = if rc == 0 {
+            Ok(file)
+        } else {
+            Err(io::Error::last_os_error())
+        };
+        // A closed receiver (the wait is over) drops the file and with it the lock.
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(file)) => Ok(LabLock {
+            _file: file,
+            path: path.to_path_buf(),
+        }),
+        Ok(Err(e)) => Err(io_err(path, e)),
+        Err(_) => Err(LabError::Busy {
+            lock: path.to_path_buf(),
+            waited: timeout,
+        }),
     }
 }
 
@@ -343,6 +380,28 @@ mod tests {
         assert!(err.contains("busy"), "{err}");
         drop(held);
         lock(&path, Duration::from_millis(120)).unwrap();
+    }
+
+    #[test]
+    fn a_long_wait_blocks_in_flock_and_an_abandoned_one_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l");
+        let held = lock(&path, Duration::from_secs(1)).unwrap();
+        let t = Instant::now();
+        let err = lock(&path, BLOCKING_WAIT).unwrap_err().to_string();
+        assert!(err.contains("busy"), "{err}");
+        assert!(t.elapsed() >= BLOCKING_WAIT);
+        // A waiter blocked in flock gets the lock as soon as it is released.
+        let p = path.clone();
+        let waiter = std::thread::spawn(move || lock(&p, Duration::from_secs(30)).map(|_| ()));
+        std::thread::sleep(Duration::from_millis(200));
+        drop(held);
+        waiter.join().unwrap().unwrap();
+        // The abandoned waiter's thread took the lock too and let it go at once.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&path, Duration::from_millis(100)).is_err() {
+            assert!(Instant::now() < deadline, "the lock stayed held");
+        }
     }
 
     #[test]
