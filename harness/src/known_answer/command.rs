@@ -118,6 +118,9 @@ pub fn run(args: KnownAnswerArgs) -> anyhow::Result<u8> {
         .0;
     o.seeds = args.seeds.0;
     o.min_caught = args.min_caught;
+    // A wrapper that holds the lab (`flock` on its lock, as `splitbrain test` allows)
+    // runs the matrix without the per-seed lock.
+    o.take_lab_lock = !std::env::var(crate::lab::LOCK_HELD_ENV).is_ok_and(|v| v == "1");
     o.time_limit = args.time_limit;
     o.nemesis_interval = args.nemesis_interval;
     let rt = crate::cli::runtime()?;

@@ -202,60 +202,89 @@ pub async fn run(
                 cell.mode,
                 cell.fault.name()
             ));
-            let lock = if o.take_lab_lock {
-                Some(
-                    lab::exclusive_use(Duration::from_secs(1800))
-                        .context("waiting for the local lab")?,
-                )
-            } else {
-                None
-            };
-            let (nodes, ssh) = lab_nodes(o.nodes)?;
-            let mut outcomes = Vec::new();
-            for w in [WorkloadKind::Set, WorkloadKind::Register] {
-                let cfg = config(o, &nodes, &cell.mode, cell.fault, w, seed);
-                let mut zoo = Zoo::with_binary(&cell.mode, o.zoo_binary.clone())?;
-                zoo.faketime = cell.fault == TargetedFault::ClockSkew;
-                let out = runner::run_test(
-                    cfg,
-                    zoo,
-                    &ssh,
-                    &o.results_dir,
-                    stop.clone(),
-                    &workloads::AnalyseOptions::default(),
-                )
-                .await;
-                outcomes.push(out);
-            }
-            let observed = match (outcomes.remove(0), outcomes.remove(0)) {
-                (Ok(set), Ok(reg)) => {
-                    cell.dirs.push(set.dir.path.clone());
-                    cell.dirs.push(reg.dir.path.clone());
-                    match history(&set) {
-                        Ok(h) if !set.results.interrupted && !reg.results.interrupted => {
-                            expect::observe(&set, &h, &reg)
-                        }
-                        Ok(_) => Err("interrupted".to_string()),
-                        Err(e) => Err(format!("{e:#}")),
-                    }
+            let mut attempt = 1;
+            let observed = loop {
+                let lock = if o.take_lab_lock {
+                    Some(
+                        lab::exclusive_use(Duration::from_secs(1800))
+                            .context("waiting for the local lab")?,
+                    )
+                } else {
+                    None
+                };
+                let (nodes, ssh) = lab_nodes(o.nodes)?;
+                let seed_runs = run_seed(o, stop, &nodes, &ssh, &mut cell, seed).await;
+                if let Some(lock) = lock {
+                    // Others poll for the lab: leave them a window before taking it again.
+                    drop(lock);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
                 }
-                (Err(e), _) | (_, Err(e)) => Err(format!("{e:#}").replace('\n', " ")),
+                match seed_runs {
+                    Err(e) if attempt < SEED_ATTEMPTS && !stop.is_stopped() => {
+                        progress(&format!(
+                            "  attempt {attempt} could not run ({e}); trying the seed again"
+                        ));
+                        attempt += 1;
+                    }
+                    Err(e) => break Err(e),
+                    Ok(observed) => break observed,
+                }
             };
             progress(&match &observed {
                 Ok(r) => format!("  observed {r} (expected {})", cell.expected),
                 Err(e) => format!("  no observation: {e}"),
             });
             cell.observed.push((seed, observed));
-            if let Some(lock) = lock {
-                // Others poll for the lab: leave them a window before taking it again.
-                drop(lock);
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
         }
         cell.judge(o.min_caught);
         done.push(cell);
     }
     Ok(done)
+}
+
+/// How often a seed is tried when the harness could not run it (the lab's SSH
+/// dropped, a node could not be set up): such a failure says nothing about the zoo.
+const SEED_ATTEMPTS: u32 = 3;
+
+/// One seed's two runs (set, then register): `Err` when the harness could not run
+/// one of them (worth another attempt), else what they observed (`Err` inside when
+/// a checker could not decide or the run was interrupted: not retried).
+async fn run_seed(
+    o: &Options,
+    stop: &Stop,
+    nodes: &[crate::nodes::NodeSpec],
+    ssh: &SshOptions,
+    cell: &mut CellResult,
+    seed: u64,
+) -> Result<Result<Results, String>, String> {
+    let mut outcomes = Vec::new();
+    for w in [WorkloadKind::Set, WorkloadKind::Register] {
+        let cfg = config(o, nodes, &cell.mode, cell.fault, w, seed);
+        let mut zoo =
+            Zoo::with_binary(&cell.mode, o.zoo_binary.clone()).map_err(|e| format!("{e:#}"))?;
+        zoo.faketime = cell.fault == TargetedFault::ClockSkew;
+        let out = runner::run_test(
+            cfg,
+            zoo,
+            ssh,
+            &o.results_dir,
+            stop.clone(),
+            &workloads::AnalyseOptions::default(),
+        )
+        .await
+        .map_err(|e| format!("{e:#}").replace('\n', " "))?;
+        outcomes.push(out);
+    }
+    let (set, reg) = (outcomes.remove(0), outcomes.remove(0));
+    cell.dirs.push(set.dir.path.clone());
+    cell.dirs.push(reg.dir.path.clone());
+    Ok(match history(&set) {
+        Ok(h) if !set.results.interrupted && !reg.results.interrupted => {
+            expect::observe(&set, &h, &reg)
+        }
+        Ok(_) => Err("interrupted".to_string()),
+        Err(e) => Err(format!("{e:#}")),
+    })
 }
 
 /// The most common observation over the seeds (first seen wins ties), or why none.

@@ -152,12 +152,14 @@ impl System for Zoo {
         let bin = format!("{dir}/bin/zoo");
         let pid = format!("{dir}/zoo.pid");
         let t = node.remote.command_timeout();
-        // A fresh start: stop any earlier daemon of ours, wipe its data and any clock
-        // offset an earlier run left.
+        // A fresh start: stop any earlier daemon of ours, wipe its data, its log (the
+        // run collects the log, which would otherwise hold every earlier run on the
+        // node) and any clock offset an earlier run left.
         let prep = format!(
-            "{}; rm -f {}; rm -rf {} && mkdir -p {} {}",
+            "{}; rm -f {} {}; rm -rf {} && mkdir -p {} {}",
             stop_script(&pid),
             sh_quote(&clock::lab_offset_file(&spec.workdir)),
+            sh_quote(&format!("{dir}/zoo.log")),
             sh_quote(&format!("{dir}/data")),
             sh_quote(&format!("{dir}/data")),
             sh_quote(&format!("{dir}/bin"))
