@@ -134,7 +134,6 @@ fn run_splitbrain(args: &[&str]) -> (i32, String) {
 }
 
 #[test]
-#[ignore = "a lab run (~18 s with the lab lock): cargo test -p harness --test resilience_lab -- --ignored"]
 fn a_dropped_connection_is_survived_and_a_full_disk_stops_the_run_cleanly() {
     let Some(_g) = guard("resilience_lab") else {
         return;
