@@ -377,7 +377,24 @@ fn test_command(args: TestArgs) -> anyhow::Result<u8> {
     let verdict = outcomes
         .iter()
         .fold(checkers::Validity::Valid, |v, o| v.and(o.results.valid));
+    if let Some(line) = unhealed(&outcomes) {
+        eprintln!("splitbrain: error: {line}");
+        return Ok(EXIT_HARNESS);
+    }
     Ok(verdict.exit_code())
+}
+
+/// One line when a run's final heal left a node it could not heal: the verdict stands
+/// in the reports, but the exit code says the cluster may be left broken, so a
+/// nightly job does not start its next run on a partitioned or skewed cluster.
+pub(crate) fn unhealed(outcomes: &[runner::RunOutcome]) -> Option<String> {
+    summary::unhealed_line(outcomes.iter().map(|o| {
+        (
+            o.dir.path.as_path(),
+            o.results.valid,
+            o.results.heal_errors.as_slice(),
+        )
+    }))
 }
 
 /// Runs `args.test_count` tests as `splitbrain test` does, printing each summary;

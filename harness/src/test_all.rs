@@ -292,6 +292,8 @@ pub fn run(args: TestAllArgs) -> anyhow::Result<u8> {
     let mut rows = Vec::new();
     let mut verdict = Validity::Valid;
     let mut failures = Vec::new();
+    // Runs whose final heal left a node unhealed: reported after the table, exit 3.
+    let mut unhealed = Vec::new();
     for (i, cell) in cells.iter().enumerate() {
         if stop.is_stopped() {
             break;
@@ -327,6 +329,11 @@ pub fn run(args: TestAllArgs) -> anyhow::Result<u8> {
                     verdict = verdict.and(o.results.valid);
                     rows.push(row(cell, o));
                 }
+                unhealed.extend(
+                    outcomes
+                        .into_iter()
+                        .filter(|o| !o.results.heal_errors.is_empty()),
+                );
             }
             Err(e) => {
                 let text = format!("{e:#}").replace('\n', " ");
@@ -355,6 +362,9 @@ pub fn run(args: TestAllArgs) -> anyhow::Result<u8> {
             Ok(()) => println!("junit: {}", junit.display()),
             Err(e) => eprintln!("splitbrain: warning: writing {}: {e:#}", junit.display()),
         }
+    }
+    if let Some(line) = cli::unhealed(&unhealed) {
+        failures.push(line);
     }
     if !failures.is_empty() {
         for f in &failures {
