@@ -20,7 +20,8 @@ import subprocess
 import sys
 import time
 
-MODES = ["async-failover", "fixed-master", "semi-sync", "sync", "raft", "lww-ring", "vclock-ring"]
+MODES = ["async-failover", "fixed-master", "semi-sync", "sync", "raft", "lww-ring", "vclock-ring",
+         "metadata-master"]
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
