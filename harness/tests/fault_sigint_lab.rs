@@ -6,8 +6,13 @@
 //!   through the test-only `SPLITBRAIN_TEST_PANIC_AFTER_FAULT=1`): the panic goes
 //!   through the body to the catch around it, which heals and tears down; exit 3.
 //!
-//! After each, no rule of ours (partition or packet loss chain), no zoo process and
-//! no fault marker is left on any node. Needs root (skips otherwise; fails under
+//! - kill -9 of the controller while a scheduled pause is in effect: the paused node
+//!   carries the runner's pause marker (system, pid file, the controller's pid), and
+//!   `splitbrain fault heal` from a new process names that pause and resumes the
+//!   process; no marker and no rule remain.
+//!
+//! After the first and the last, no rule of ours (partition or packet loss chain), no
+//! zoo process and no fault marker is left on any node. Needs root (skips otherwise; fails under
 //! `CI=true`); holds the lab lock and takes the lab down at the end, also on failure.
 
 mod lab_support;
@@ -116,7 +121,118 @@ fn sigint_during_a_scheduled_fault_heals_every_node() {
     );
     assert_nothing_left("after SIGINT");
 
+    kill_9_during_a_pause_then_fault_heal_resumes_it();
     panic_in_the_run_body_still_heals_and_tears_down();
+}
+
+/// `/proc/PID/stat`'s state letter of the zoo on lab node `node`, with its pid.
+fn zoo_state(node: &str) -> Option<(u32, String)> {
+    let pid_file = format!("{}/work/{node}/zoo/zoo.pid", lab::DEFAULT_STATE_DIR);
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some((pid, stat.rsplit_once(") ")?.1.get(..1)?.to_string()))
+}
+
+fn kill_9_during_a_pause_then_fault_heal_resumes_it() {
+    let results = tempfile::tempdir().unwrap();
+    let child = Command::new(splitbrain())
+        .env(lab::LOCK_HELD_ENV, "1")
+        .args([
+            "test",
+            "--nemesis",
+            "pause",
+            "--nemesis-interval",
+            "12s",
+            "--time-limit",
+            "60s",
+            "--seed",
+            "4",
+        ])
+        .arg("--results-dir")
+        .arg(results.path())
+        .arg("--zoo-binary")
+        .arg(splitbrain().with_file_name("zoo"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(results.path().join("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    let controller = child.id();
+    let mut guard = Child(Some(child));
+    let history = results.path().join("latest/history.jsonl");
+    let t = Instant::now();
+    let started: serde_json::Value = loop {
+        let text = std::fs::read_to_string(&history).unwrap_or_default();
+        if let Some(l) = text
+            .lines()
+            .find(|l| l.contains("\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"start-pause\""))
+        {
+            break serde_json::from_str(l).unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(240), "no pause started");
+        exited_early(&mut guard, results.path());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let targets: Vec<String> = started["value"]["targets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("targets in {started}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(!targets.is_empty(), "{started}");
+    for n in &targets {
+        let file = format!("{}/work/{n}/faults/pause.json", lab::DEFAULT_STATE_DIR);
+        let m: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}")),
+        )
+        .unwrap();
+        assert_eq!(m["fault"]["kind"], "pause", "{m}");
+        assert_eq!(m["fault"]["system"], "zoo async-failover", "{m}");
+        assert_eq!(
+            m["fault"]["pid_file"],
+            format!("{}/work/{n}/zoo/zoo.pid", lab::DEFAULT_STATE_DIR),
+            "{m}"
+        );
+        assert_eq!(m["controller_pid"], controller, "{m}");
+        let (_, state) = zoo_state(n).expect("a zoo process");
+        assert_eq!(state, "T", "{n} paused");
+    }
+    let mut child = guard.0.take().unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    let (code, out, err) = lab_support::fault(&["heal"]);
+    assert_eq!(code, 0, "fault heal: {out}{err}");
+    for n in &targets {
+        assert!(
+            out.contains(&format!(
+                "undone: {n}: pause of zoo async-failover, applied at "
+            )),
+            "{out}"
+        );
+        let (_, state) = zoo_state(n).expect("the zoo still runs");
+        assert_ne!(state, "T", "{n} resumed");
+    }
+    assert_eq!(
+        our_rules(),
+        Vec::<String>::new(),
+        "rules left after kill -9 + heal"
+    );
+    for i in 1..=lab_support::NODES {
+        let dir = format!("{}/work/n{i}/faults", lab::DEFAULT_STATE_DIR);
+        assert!(
+            !std::path::Path::new(&dir).exists(),
+            "{dir} left after heal"
+        );
+    }
+    // The killed controller could not tear the zoo down: stop it for the next run.
+    for i in 1..=lab_support::NODES {
+        if let Some((pid, _)) = zoo_state(&format!("n{i}")) {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
 }
 
 /// Fails with the run's stderr when it ended before its fault started.
