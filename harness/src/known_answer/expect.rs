@@ -197,14 +197,16 @@ pub fn expected(mode: &str, fault: TargetedFault) -> Result<Results, String> {
 
 /// Fault windows `(start, end)` in ns from the nemesis ops of a history: from the
 /// invocation of `start-*` (a kill takes effect before its command returns) to the
-/// completion of `stop-*`.
+/// invocation of `stop-*` (a write acknowledged while the heal runs was unblocked
+/// by the heal: counting it would turn a system that stayed unavailable until the
+/// end into one that recovered during the fault).
 fn fault_windows(history: &[Op]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let mut open = None;
     for op in history.iter().filter(|o| !o.is_client()) {
         if op.f.starts_with("start-") && op.kind == OpType::Invoke {
             open = Some(op.time);
-        } else if op.f.starts_with("stop-") && op.kind == OpType::Info {
+        } else if op.f.starts_with("stop-") && op.kind == OpType::Invoke {
             if let Some(s) = open.take() {
                 out.push((s, op.time));
             }

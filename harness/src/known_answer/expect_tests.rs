@@ -103,6 +103,11 @@ fn availability_is_the_longest_write_gap_inside_each_fault() {
     let stopped: Vec<u64> = (1000..=3000).step_by(100).collect();
     assert_eq!(unavailability(&history(&stopped, (1000, 6000))), Avail::Yes);
     assert_eq!(unavailability(&history(&[], (1000, 6000))), Avail::Yes);
+    // Writes acknowledged while the heal runs (after stop-* is invoked) were
+    // unblocked by it: still unavailable until the end.
+    let mut healed = stopped.clone();
+    healed.extend([5985, 5990, 5995]);
+    assert_eq!(unavailability(&history(&healed, (1000, 6000))), Avail::Yes);
     // No fault, no unavailability.
     assert_eq!(unavailability(&[]), Avail::No);
 }
