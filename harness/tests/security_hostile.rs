@@ -279,6 +279,38 @@ fn free_port() -> u16 {
 }
 
 /// The live process in `pid_file`, waiting up to 10 s for it to be written.
+/// Kills (SIGKILL) every daemon whose pid file lies under a test's directory when the
+/// test ends, failed or not: a failed assertion or a setup that returned early must not
+/// leave a Redis, Sentinel or etcd running. Walks the tree in Rust, so hostile names
+/// never pass through a shell here.
+struct KillPidFiles(std::path::PathBuf);
+
+impl Drop for KillPidFiles {
+    fn drop(&mut self) {
+        let mut dirs = vec![self.0.clone()];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = e.path();
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => dirs.push(path),
+                    Ok(t) if t.is_file() && path.extension().is_some_and(|x| x == "pid") => {
+                        let pid = std::fs::read_to_string(&path)
+                            .ok()
+                            .and_then(|t| t.trim().parse::<i32>().ok());
+                        if let Some(pid) = pid.filter(|p| *p > 1) {
+                            unsafe { libc::kill(pid, libc::SIGKILL) };
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
 fn live_pid(pid_file: &str) -> Option<u32> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -355,6 +387,7 @@ proptest! {
             return Ok(());
         }
         let tmp = tempfile::tempdir().unwrap();
+        let _kill = KillPidFiles(tmp.path().to_path_buf());
         let rt = tokio::runtime::Runtime::new().unwrap();
         let mut cases = Vec::new();
         for (i, name) in names.iter().enumerate() {
@@ -417,6 +450,7 @@ proptest! {
             return Ok(());
         }
         let tmp = tempfile::tempdir().unwrap();
+        let _kill = KillPidFiles(tmp.path().to_path_buf());
         let workdir = tmp.path().join(&name).to_str().unwrap().to_string();
         let etcd = Etcd::new(&SystemOptions {
             spec: SystemSpec { kind: SystemKind::Etcd, mode: "raft".into() },
