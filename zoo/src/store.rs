@@ -101,11 +101,33 @@ pub struct Store {
     log_start: u64,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Creates `dir` when absent and takes `<dir>/zoo.lock` (flock, not waiting), so two
+/// processes never share one data directory; every mode's store opens through it and
+/// keeps the returned file for its lifetime.
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<File, StoreError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let lock_path = dir.join("zoo.lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    // SAFETY: flock on a file descriptor we own; no memory is shared.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(StoreError::Locked {
+            dir: dir.to_path_buf(),
+            lock: lock_path,
+        });
+    }
+    Ok(lock)
 }
 
 impl Store {
@@ -116,21 +138,7 @@ impl Store {
         fsync: FsyncPolicy,
         fresh_meta: Meta,
     ) -> Result<(Store, Recovery), StoreError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let lock_path = dir.join("zoo.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        // SAFETY: flock on a file descriptor we own; no memory is shared.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(StoreError::Locked {
-                dir: dir.to_path_buf(),
-                lock: lock_path,
-            });
-        }
+        let lock = lock_data_dir(dir)?;
         let path = dir.join("data.log");
         let mut store = Store {
             file: OpenOptions::new()

@@ -6,15 +6,14 @@
 //! the new one. `<data-dir>/zoo.lock` keeps two processes off one directory; each
 //! data group's log lives in `<data-dir>/group-<g>/` (see [`crate::modes::replog`]).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::proto::GroupMap;
-use crate::store::{FsyncPolicy, StoreError};
+use crate::store::{io_err, lock_data_dir, FsyncPolicy, StoreError};
 
 /// What `control.json` holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,32 +35,11 @@ pub struct ControlStore {
     pub state: ControlState,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 impl ControlStore {
     /// Opens `dir` (created when absent), taking its lock; a missing file is a
     /// fresh node, an unreadable one stops the node.
     pub fn open(dir: &Path, fsync: FsyncPolicy) -> Result<(ControlStore, bool), StoreError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let lock_path = dir.join("zoo.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        // SAFETY: flock on a file descriptor we own; no memory is shared.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(StoreError::Locked {
-                dir: dir.to_path_buf(),
-                lock: lock_path,
-            });
-        }
+        let lock = lock_data_dir(dir)?;
         let path = dir.join("control.json");
         let (state, fresh) = match fs::read(&path) {
             Ok(bytes) => {

@@ -4,15 +4,14 @@
 //! off, any other damage stops the node. `<data-dir>/zoo.lock` keeps two processes
 //! off one directory.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::proto::Entry;
-use crate::store::{FsyncPolicy, StoreError};
+use crate::store::{io_err, lock_data_dir, FsyncPolicy, StoreError};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -50,31 +49,10 @@ pub struct RaftLog {
     entries: Vec<Entry>,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 impl RaftLog {
     /// Opens (creating when absent) the log in `dir`.
     pub fn open(dir: &Path, fsync: FsyncPolicy) -> Result<(RaftLog, Recovery), StoreError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let lock_path = dir.join("zoo.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        // SAFETY: flock on a file descriptor we own; no memory is shared.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(StoreError::Locked {
-                dir: dir.to_path_buf(),
-                lock: lock_path,
-            });
-        }
+        let lock = lock_data_dir(dir)?;
         let path = dir.join("raft.log");
         let file = OpenOptions::new()
             .create(true)

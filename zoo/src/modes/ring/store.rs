@@ -5,14 +5,13 @@
 //! the same state. Also the list of this node's own writes, which it pushes to peers.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::proto::{Element, ObjectKind, VersionedWrite};
-use crate::store::{FsyncPolicy, StoreError};
+use crate::store::{io_err, lock_data_dir, FsyncPolicy, StoreError};
 
 /// How concurrent versions of a key are resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,13 +46,6 @@ pub struct RingStore {
     pub pushed: BTreeMap<String, usize>,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// Whether clock `a` has seen everything `b` has.
 fn covers(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> bool {
     b.iter().all(|(n, c)| a.get(n).is_some_and(|x| x >= c))
@@ -67,21 +59,7 @@ impl RingStore {
     /// Opens `DATA_DIR/ring.log`; returns the store, records replayed, torn bytes cut.
     pub fn open(cfg: &Config, policy: Policy) -> Result<(RingStore, usize, usize), StoreError> {
         let dir = &cfg.data_dir;
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let lock_path = dir.join("zoo.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        // SAFETY: flock on a file descriptor we own; no memory is shared.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(StoreError::Locked {
-                dir: dir.clone(),
-                lock: lock_path,
-            });
-        }
+        let lock = lock_data_dir(dir)?;
         let path = dir.join("ring.log");
         let mut file = OpenOptions::new()
             .create(true)
@@ -239,6 +217,7 @@ impl RingStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn w(origin: &str, ts: u64, values: &[i64], clock: &[(&str, u64)]) -> VersionedWrite {
         VersionedWrite {
