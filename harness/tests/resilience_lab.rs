@@ -7,6 +7,7 @@
 //! `check` must work on what was kept. Needs root; holds the lab lock.
 
 mod lab_support;
+mod tmpfs_support;
 
 use harness::lab;
 use lab_support::{guard, our_rules, splitbrain, zoo_binary};
@@ -14,37 +15,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A tmpfs mounted on a fresh temp dir, unmounted on drop (also when the test fails).
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .status()
-            .expect("run mount")
-            .success();
-        assert!(ok, "mount tmpfs on {}", dir.path().display());
-        Tmpfs { dir }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
+use tmpfs_support::Tmpfs;
 
 /// The run under test, killed if the test fails before it ends (the lab guard then
 /// heals what it left).
@@ -140,7 +111,7 @@ fn a_dropped_connection_is_survived_and_a_full_disk_stops_the_run_cleanly() {
     };
     let began = Instant::now();
     let disk = Tmpfs::mount("8m");
-    let results = disk.dir.path();
+    let results = disk.path();
     // The run's stderr goes to a file off the tmpfs (a pipe nobody reads could block it).
     let stderr_file = tempfile::NamedTempFile::new().unwrap();
     let mut child = KillOnDrop(
