@@ -2,10 +2,10 @@
 //! every outcome to DESIGN.md's exit codes — 0 valid, 1 invalid, 2 unknown, 3 the
 //! harness could not do its job (with one line on stderr saying what and where).
 
+use crate::cluster_args::{ClusterArgs, LabUse, Resolved};
 use crate::config::{self, Concurrency, NemesisKind, TestConfig};
-use crate::control::{SshOptions, StrictHostKeyChecking};
+use crate::control::SshOptions;
 use crate::lab::{self, LabConfig};
-use crate::nodes::{self, NodeSpec};
 use crate::runner::{self, stop::Stop};
 use crate::summary;
 use crate::systems::zoo::Zoo;
@@ -85,31 +85,24 @@ pub enum LabAction {
     Down,
     /// Show each node's state.
     Status,
+    /// Hard-reboot one node: take it off the network, SIGKILL every process in its
+    /// namespace (sshd and the system included), clear its iptables tables and qdiscs,
+    /// wait, then bring the network and sshd back as boot would. Files are kept; the
+    /// system stays down until the harness starts it.
+    Reboot {
+        /// The node, e.g. n3.
+        node: String,
+        /// How long the node stays down (at most 10m).
+        #[arg(long, default_value = "3s", value_parser = config::parse_duration)]
+        down_for: Duration,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct TestArgs {
-    /// Comma-separated nodes (`host[:port]`); default: the local lab.
-    #[arg(long, conflicts_with = "nodes_file")]
-    pub nodes: Option<String>,
-    /// File with one node a line: `NAME HOST[:PORT] [workdir=DIR] [user=USER]`.
-    #[arg(long)]
-    pub nodes_file: Option<PathBuf>,
-    /// SSH login user (a node's own `user=` wins).
-    #[arg(long, default_value = "root")]
-    pub username: String,
-    /// SSH private key; default: the lab's key, or ~/.ssh/id_* and the ssh-agent.
-    #[arg(long)]
-    pub ssh_private_key: Option<PathBuf>,
-    /// known_hosts to check node keys against; default: the lab's, or ~/.ssh/known_hosts.
-    #[arg(long)]
-    pub known_hosts: Option<PathBuf>,
-    /// yes (default), accept-new (trust on first use) or no.
-    #[arg(long, default_value = "yes", value_parser = |s: &str| s.parse::<StrictHostKeyChecking>())]
-    pub strict_host_key_checking: StrictHostKeyChecking,
-    /// Bound on connecting and logging in to one node.
-    #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
-    pub ssh_connect_timeout: Duration,
+    /// Which nodes and how to log in.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// System under test, `NAME` or `NAME:MODE`: zoo (mode from --zoo-mode),
     /// redis-sentinel, etcd, postgres:async|sync-any-1|sync-all.
     #[arg(long, default_value = "zoo")]
@@ -285,6 +278,24 @@ fn lab_command(args: LabArgs) -> anyhow::Result<u8> {
             print!("{s}");
             Ok(0)
         }
+        LabAction::Reboot { node, down_for } => {
+            let cfg = LabConfig {
+                nodes: lab::DEFAULT_NODES,
+                state_dir: args.state_dir,
+            };
+            let r = lab::reboot(&cfg, &node, down_for)?;
+            println!(
+                "{} ({}) rebooted: {} processes killed, {} iptables rules and {} qdiscs cleared, down {:.2}s; sshd back{}; the system's processes stay down until the harness starts them",
+                r.node,
+                r.addr,
+                r.killed.len(),
+                r.rules_flushed,
+                r.qdiscs_removed.len(),
+                r.down.as_secs_f64(),
+                r.sshd_pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            );
+            Ok(0)
+        }
     }
 }
 
@@ -294,68 +305,6 @@ fn default_zoo_binary() -> PathBuf {
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("zoo")))
         .unwrap_or_else(|| PathBuf::from("zoo"))
-}
-
-/// How long a lab run waits for another run on the lab to finish.
-const LAB_WAIT: Duration = Duration::from_secs(1800);
-
-/// Holds the lab for one run: two runs deploying on the same lab nodes would wipe each
-/// other's system mid-run and report the damage as lost writes. Skipped when the
-/// parent process already holds it (see [`lab::LOCK_HELD_ENV`]).
-fn hold_lab(stop: &Stop) -> anyhow::Result<Option<lab::LabLock>> {
-    if std::env::var(lab::LOCK_HELD_ENV).is_ok_and(|v| v == "1") {
-        return Ok(None);
-    }
-    let start = std::time::Instant::now();
-    let mut said = false;
-    loop {
-        if let Ok(lock) = lab::exclusive_use(Duration::from_millis(250)) {
-            return Ok(Some(lock));
-        }
-        if stop.is_stopped() {
-            bail!("interrupted while waiting for the local lab");
-        }
-        if start.elapsed() > LAB_WAIT {
-            bail!(
-                "the local lab stayed busy for {}s (another run or lab test holds it)",
-                LAB_WAIT.as_secs()
-            );
-        }
-        if !said {
-            eprintln!("splitbrain: waiting for the lab: another run or lab test is using it");
-            said = true;
-        }
-    }
-}
-
-/// The nodes of a run; for the lab, also the lock that keeps other runs off it.
-type ResolvedNodes = (Vec<NodeSpec>, bool, Option<lab::LabLock>);
-
-fn resolve_nodes(
-    args: &TestArgs,
-    ssh: &mut SshOptions,
-    stop: &Stop,
-) -> anyhow::Result<ResolvedNodes> {
-    if let Some(list) = &args.nodes {
-        return Ok((nodes::parse_nodes_flag(list)?, false, None));
-    }
-    if let Some(file) = &args.nodes_file {
-        return Ok((nodes::read_nodes_file(file)?, false, None));
-    }
-    eprintln!(
-        "splitbrain: no --nodes given: using the local lab ({})",
-        lab::DEFAULT_STATE_DIR
-    );
-    let lock = hold_lab(stop)?;
-    let info = lab::up(&LabConfig::default()).context("bringing up the local lab")?;
-    if args.ssh_private_key.is_none() {
-        ssh.private_key = Some(info.private_key.clone());
-        ssh.use_agent = false;
-    }
-    if args.known_hosts.is_none() {
-        ssh.known_hosts = info.known_hosts.clone();
-    }
-    Ok((info.nodes, true, lock))
 }
 
 /// The runtime every test runs on.
@@ -444,27 +393,19 @@ pub(crate) fn run_one(
             && !name.starts_with('.'),
         "invalid --name {name:?}: use letters, digits, '-', '_', '.'"
     );
-    let mut ssh = SshOptions {
-        username: args.username.clone(),
-        private_key: args.ssh_private_key.clone(),
-        strict_host_key_checking: args.strict_host_key_checking,
-        connect_timeout: args.ssh_connect_timeout,
-        password: std::env::var("SPLITBRAIN_SSH_PASSWORD")
-            .ok()
-            .filter(|p| !p.is_empty()),
-        ..SshOptions::default()
-    };
-    if let Some(k) = &args.known_hosts {
-        ssh.known_hosts = k.clone();
-    }
-    if let Some(k) = &ssh.private_key {
+    if let Some(k) = &args.cluster.ssh_private_key {
         anyhow::ensure!(
             k.is_file(),
             "--ssh-private-key {}: no such file",
             k.display()
         );
     }
-    let (nodes, is_lab, _lab_lock) = resolve_nodes(args, &mut ssh, stop)?;
+    let Resolved {
+        nodes,
+        ssh,
+        lab: is_lab,
+        lab_lock: _lab_lock,
+    } = args.cluster.resolve(LabUse::BringUp(stop))?;
     // A key file that cannot be read (or decrypted) is the user's input: say so before
     // a results folder is made for a run that cannot start.
     if ssh.private_key.is_some() {
@@ -486,7 +427,7 @@ pub(crate) fn run_one(
         name,
         concurrency: args.concurrency.resolve(nodes.len()),
         nodes,
-        username: args.username.clone(),
+        username: args.cluster.username.clone(),
         system: spec.kind.to_string(),
         mode: spec.mode.clone(),
         workload: args.workload,

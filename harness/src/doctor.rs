@@ -10,41 +10,22 @@ mod node;
 pub mod probe;
 
 use crate::cli::EXIT_HARNESS;
-use crate::config;
-use crate::control::{ControlError, Credentials, SshOptions, StrictHostKeyChecking};
+use crate::cluster_args::{ClusterArgs, LabUse};
+use crate::control::{ControlError, Credentials, SshOptions};
 use crate::lab;
-use crate::nodes::{self, NodeSpec};
-use anyhow::{bail, Context};
+use crate::nodes::NodeSpec;
+use anyhow::Context;
 use clap::Args;
 use probe::Place;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
 pub struct DoctorArgs {
-    /// Comma-separated nodes (`host[:port]`); default: the local lab.
-    #[arg(long, conflicts_with = "nodes_file")]
-    pub nodes: Option<String>,
-    /// File with one node a line: `NAME HOST[:PORT] [workdir=DIR] [user=USER]`.
-    #[arg(long)]
-    pub nodes_file: Option<PathBuf>,
-    /// SSH login user (a node's own `user=` wins).
-    #[arg(long, default_value = "root")]
-    pub username: String,
-    /// SSH private key; default: the lab's key, or ~/.ssh/id_* and the ssh-agent.
-    #[arg(long)]
-    pub ssh_private_key: Option<PathBuf>,
-    /// known_hosts to check node keys against; default: the lab's, or ~/.ssh/known_hosts.
-    #[arg(long)]
-    pub known_hosts: Option<PathBuf>,
-    /// yes (default), accept-new (trust on first use) or no.
-    #[arg(long, default_value = "yes", value_parser = |s: &str| s.parse::<StrictHostKeyChecking>())]
-    pub strict_host_key_checking: StrictHostKeyChecking,
-    /// Bound on connecting and logging in to one node.
-    #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
-    pub ssh_connect_timeout: Duration,
+    /// Which nodes and how to log in.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// The lab's state directory (when no nodes are given).
     #[arg(long, default_value = lab::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
@@ -153,48 +134,12 @@ fn row(node: &str, check: Check, status: Status, detail: String, fix: Option<Str
     }
 }
 
-/// The nodes, where they run, and how to log in.
-fn resolve(args: &DoctorArgs) -> anyhow::Result<(Vec<NodeSpec>, Place, SshOptions)> {
-    let mut ssh = SshOptions {
-        username: args.username.clone(),
-        private_key: args.ssh_private_key.clone(),
-        strict_host_key_checking: args.strict_host_key_checking,
-        connect_timeout: args.ssh_connect_timeout,
-        password: std::env::var("SPLITBRAIN_SSH_PASSWORD")
-            .ok()
-            .filter(|p| !p.is_empty()),
-        ..SshOptions::default()
-    };
-    if let Some(k) = &args.known_hosts {
-        ssh.known_hosts = k.clone();
-    }
-    if let Some(list) = &args.nodes {
-        return Ok((nodes::parse_nodes_flag(list)?, Place::Remote, ssh));
-    }
-    if let Some(file) = &args.nodes_file {
-        return Ok((nodes::read_nodes_file(file)?, Place::Remote, ssh));
-    }
-    let file = args.state_dir.join("nodes");
-    if !file.is_file() {
-        bail!(
-            "no --nodes given and no lab at {} (no nodes file): run `splitbrain lab up`, or pass --nodes / --nodes-file",
-            args.state_dir.display()
-        );
-    }
-    if args.ssh_private_key.is_none() {
-        ssh.private_key = Some(args.state_dir.join("id_ed25519"));
-        ssh.use_agent = false;
-    }
-    if args.known_hosts.is_none() {
-        ssh.known_hosts = args.state_dir.join("known_hosts");
-    }
-    Ok((nodes::read_nodes_file(&file)?, Place::Lab, ssh))
-}
-
 /// Runs `splitbrain doctor`: prints the table; 0 when nothing failed, else 3 with one
 /// line on stderr naming the failed checks.
 pub fn run(args: DoctorArgs) -> anyhow::Result<u8> {
-    let (nodes, place, ssh) = resolve(&args)?;
+    let r = args.cluster.resolve(LabUse::Existing(&args.state_dir))?;
+    let (nodes, ssh) = (r.nodes, r.ssh);
+    let place = if r.lab { Place::Lab } else { Place::Remote };
     let rt = crate::cli::runtime()?;
     let rows = rt.block_on(diagnose(&nodes, place, &ssh, &args.results_dir));
     if args.json {

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod cluster_args;
 pub mod config;
 pub mod control;
 pub mod doctor;

@@ -11,10 +11,11 @@ pub mod heal;
 pub mod process;
 pub mod status;
 
+use crate::cluster_args::{ClusterArgs, LabUse, Resolved};
 use crate::config;
-use crate::control::{Cluster, Remote, SshOptions, StrictHostKeyChecking, Target};
+use crate::control::{Cluster, Remote, Target};
 use crate::lab;
-use crate::nodes::{self, NodeSpec};
+use crate::nodes::NodeSpec;
 use crate::systems::zoo::Zoo;
 use crate::systems::{current_masters, NodeHandle, System};
 use anyhow::{bail, Context};
@@ -33,24 +34,9 @@ use std::time::Duration;
 pub struct FaultArgs {
     #[command(subcommand)]
     pub action: FaultAction,
-    /// Comma-separated nodes (`host[:port]`); default: the local lab.
-    #[arg(long, global = true, conflicts_with = "nodes_file")]
-    pub nodes: Option<String>,
-    /// File with one node a line: `NAME HOST[:PORT] [workdir=DIR] [user=USER]`.
-    #[arg(long, global = true)]
-    pub nodes_file: Option<PathBuf>,
-    /// SSH login user (a node's own `user=` wins).
-    #[arg(long, global = true, default_value = "root")]
-    pub username: String,
-    /// SSH private key; default: the lab's key, or ~/.ssh/id_* and the ssh-agent.
-    #[arg(long, global = true)]
-    pub ssh_private_key: Option<PathBuf>,
-    /// known_hosts to check node keys against; default: the lab's, or ~/.ssh/known_hosts.
-    #[arg(long, global = true)]
-    pub known_hosts: Option<PathBuf>,
-    /// yes (default), accept-new or no.
-    #[arg(long, global = true, default_value = "yes", value_parser = |s: &str| s.parse::<StrictHostKeyChecking>())]
-    pub strict_host_key_checking: StrictHostKeyChecking,
+    /// Which nodes and how to log in.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// The lab's state directory (when no nodes are given).
     #[arg(long, global = true, default_value = lab::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
@@ -152,30 +138,6 @@ pub fn run(args: FaultArgs) -> u8 {
     }
 }
 
-fn resolve_nodes(args: &FaultArgs, ssh: &mut SshOptions) -> anyhow::Result<(Vec<NodeSpec>, bool)> {
-    if let Some(list) = &args.nodes {
-        return Ok((nodes::parse_nodes_flag(list)?, false));
-    }
-    if let Some(file) = &args.nodes_file {
-        return Ok((nodes::read_nodes_file(file)?, false));
-    }
-    let file = args.state_dir.join("nodes");
-    if !file.is_file() {
-        bail!(
-            "no --nodes given and no lab at {} (no nodes file): run `splitbrain lab up` or pass --nodes",
-            args.state_dir.display()
-        );
-    }
-    if args.ssh_private_key.is_none() {
-        ssh.private_key = Some(args.state_dir.join("id_ed25519"));
-        ssh.use_agent = false;
-    }
-    if args.known_hosts.is_none() {
-        ssh.known_hosts = args.state_dir.join("known_hosts");
-    }
-    Ok((nodes::read_nodes_file(&file)?, true))
-}
-
 /// Checks everything that needs no connection (topology, node names, offsets,
 /// packet specs), so bad input fails before any node is touched.
 fn validate(action: &FaultAction, names: &[String]) -> anyhow::Result<()> {
@@ -240,19 +202,12 @@ fn validate(action: &FaultAction, names: &[String]) -> anyhow::Result<()> {
 /// Connects to every node named by `args` (the lab by default), after checking the
 /// action against the node names.
 pub async fn connect(args: &FaultArgs) -> anyhow::Result<FaultCtx> {
-    let mut ssh = SshOptions {
-        username: args.username.clone(),
-        private_key: args.ssh_private_key.clone(),
-        strict_host_key_checking: args.strict_host_key_checking,
-        password: std::env::var("SPLITBRAIN_SSH_PASSWORD")
-            .ok()
-            .filter(|p| !p.is_empty()),
-        ..SshOptions::default()
-    };
-    if let Some(k) = &args.known_hosts {
-        ssh.known_hosts = k.clone();
-    }
-    let (specs, lab) = resolve_nodes(args, &mut ssh)?;
+    let Resolved {
+        nodes: specs,
+        ssh,
+        lab,
+        ..
+    } = args.cluster.resolve(LabUse::Existing(&args.state_dir))?;
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     validate(&args.action, &names)?;
     // Credentials load once; every node that cannot be reached is named in one line.
