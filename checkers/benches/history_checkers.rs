@@ -19,7 +19,7 @@ mod ref_dual_master;
 #[path = "../tests/reference/lost_writes.rs"]
 mod ref_lost_writes;
 
-use checkers::blocks::for_each_view_par;
+use checkers::blocks::{for_each_view_file, for_each_view_par};
 use checkers::dual_master::DualMasterChecker;
 use checkers::history::{read_jsonl, JsonlWriter};
 use checkers::lost_writes::SetChecker;
@@ -142,26 +142,39 @@ fn dual_summary(r: &checkers::dual_master::Report) -> String {
     format!("{} intervals, {lost} lost", r.intervals.len())
 }
 
+/// How a streaming row reads the history.
+#[derive(Clone, Copy)]
+enum Driver {
+    /// `scan::for_each_view`.
+    OneThread,
+    /// `blocks::for_each_view_par` on a reader (the file behind a `BufReader`).
+    Reader,
+    /// `blocks::for_each_view_file` on the file (what `check_file` uses).
+    File,
+}
+
 fn child(checker: &str, path: &str, ops: u64) {
     let open =
         || BufReader::with_capacity(1 << 20, std::fs::File::open(path).expect("history file"));
     let t0 = Instant::now();
-    let streaming = checker
-        .strip_suffix(" (streaming, 1 thread)")
-        .map(|n| (n, false))
-        .or_else(|| {
-            checker
-                .strip_suffix(" (streaming, parallel)")
-                .map(|n| (n, true))
-        });
-    let (entries, check_s, what) = if let Some((name, par)) = streaming {
+    let streaming = [
+        (" (streaming, 1 thread)", Driver::OneThread),
+        (" (streaming, parallel)", Driver::Reader),
+        (" (streaming, file)", Driver::File),
+    ]
+    .into_iter()
+    .find_map(|(suffix, d)| checker.strip_suffix(suffix).map(|n| (n, d)));
+    let (entries, check_s, what) = if let Some((name, driver)) = streaming {
         let mut entries = 0usize;
-        // Both drivers feed the same checker the same entries in the same order.
+        // The drivers feed the same checker the same entries in the same order.
         let drive = |visit: &mut dyn FnMut(&OpView<'_>)| {
-            let r = if par {
-                for_each_view_par(open(), |op| visit(op))
-            } else {
-                for_each_view(open(), |op| visit(op))
+            let r = match driver {
+                Driver::File => {
+                    let f = std::fs::File::open(path).expect("history file");
+                    for_each_view_file(&f, |op| visit(op))
+                }
+                Driver::Reader => for_each_view_par(open(), |op| visit(op)),
+                Driver::OneThread => for_each_view(open(), |op| visit(op)),
             };
             r.expect("history parses")
         };
@@ -267,17 +280,21 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("own path");
     for c in [
+        "reading + scanning only (streaming, file)",
         "reading + scanning only (streaming, parallel)",
         "reading + scanning only (streaming, 1 thread)",
+        "lost-writes (streaming, file)",
         "lost-writes (streaming, parallel)",
         "lost-writes (streaming, 1 thread)",
         "lost-writes (in memory, before)",
         "lost-writes (in memory, after)",
+        "dual-master (streaming, file)",
         "dual-master (streaming, parallel)",
         "dual-master (streaming, 1 thread)",
         "dual-master (in memory, before)",
         "dual-master (in memory, after)",
         "availability (in memory)",
+        "all three, one pass (streaming, file)",
         "all three, one pass (streaming, parallel)",
     ] {
         let st = Command::new(&exe)

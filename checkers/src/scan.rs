@@ -216,7 +216,7 @@ impl<'a> ValueRef<'a> {
 /// Reads the fields of one (trimmed) history line, or `None` when the line is
 /// outside the fast path's subset and must go through [`parse_line`].
 pub fn scan(line: &str) -> Option<OpView<'_>> {
-    fields(line, None).map(|(v, _)| v)
+    fields(line, 0, None, false).map(|(v, _, _)| v)
 }
 
 /// [`scan`], and when the value is an array of integers that fit an `i64`, its
@@ -228,7 +228,26 @@ pub fn scan_ints<'a>(
     ints: &mut Vec<i64>,
 ) -> Option<(OpView<'a>, Option<std::ops::Range<usize>>)> {
     let before = ints.len();
-    let out = fields(line, Some(&mut *ints));
+    let out = fields(line, 0, Some(&mut *ints), false);
+    if out.is_none() {
+        ints.truncate(before);
+    }
+    out.map(|(v, r, _)| (v, r))
+}
+
+/// [`scan_ints`] on the line that starts at byte `at` of `text` (a block of lines),
+/// without splitting the line off first: the line's JSON object, blanks (space,
+/// tab, CR) around it, then its `\n` or the end of `text`. Also answers where the
+/// next line starts. `None` (with `ints` as it was) when the line is anything else,
+/// a blank line included; the caller then splits the line off and trims it as a
+/// line reader does. Whatever it reads, [`scan_ints`] reads on that trimmed line.
+pub fn scan_line_at<'a>(
+    text: &'a str,
+    at: usize,
+    ints: &mut Vec<i64>,
+) -> Option<(OpView<'a>, Option<std::ops::Range<usize>>, usize)> {
+    let before = ints.len();
+    let out = fields(text, at, Some(&mut *ints), true);
     if out.is_none() {
         ints.truncate(before);
     }
@@ -259,8 +278,10 @@ struct Slots<'a> {
     /// Where the value's elements went in the caller's buffer.
     ints: Option<std::ops::Range<usize>>,
     fin: Option<&'a str>,
-    acked_by: Option<&'a str>,
-    epoch: Option<&'a str>,
+    /// The string, or `None` when the value is anything else.
+    acked_by: Option<Option<&'a str>>,
+    /// The non-negative integer, or `None` when the value is anything else.
+    epoch: Option<Option<u64>>,
 }
 
 impl<'a> Slots<'a> {
@@ -328,14 +349,30 @@ impl<'a> Slots<'a> {
                 }
                 once(&mut self.value, c.s.get(start..c.i)?)
             }
-            Field::Final | Field::AckedBy | Field::Epoch | Field::Other => {
+            // Read as what the checkers take from them (`as_str`, `as_u64`), the
+            // usual kinds directly, any other value checked and skipped.
+            Field::AckedBy => {
+                let v = match c.peek() {
+                    Some(b'"') => Some(c.string()?),
+                    _ => c.skip(0).map(|()| None)?,
+                };
+                once(&mut self.acked_by, v)
+            }
+            Field::Epoch => {
+                let v = match c.peek() {
+                    Some(b'-' | b'0'..=b'9') => match c.int()? {
+                        Int::Pos(u) => Some(u),
+                        Int::Neg(_) => None,
+                    },
+                    _ => c.skip(0).map(|()| None)?,
+                };
+                once(&mut self.epoch, v)
+            }
+            Field::Final | Field::Other => {
                 let start = c.i;
                 c.skip(0)?;
-                let raw = c.s.get(start..c.i)?;
                 match field {
-                    Field::Final => once(&mut self.fin, raw),
-                    Field::AckedBy => once(&mut self.acked_by, raw),
-                    Field::Epoch => once(&mut self.epoch, raw),
+                    Field::Final => once(&mut self.fin, c.s.get(start..c.i)?),
                     _ => Some(()),
                 }
             }
@@ -343,12 +380,21 @@ impl<'a> Slots<'a> {
     }
 }
 
+/// The fields of the object at byte `at` of `text`, the range of its integers in
+/// `ints`, and where the text after it starts. A `line` is the whole line, blanks
+/// trimmed; otherwise `text` is a block of lines and the object must be its line's
+/// only content (blanks aside), `\n` or the end of `text` after it.
 fn fields<'a>(
-    line: &'a str,
+    text: &'a str,
+    at: usize,
     mut ints: Option<&mut Vec<i64>>,
-) -> Option<(OpView<'a>, Option<std::ops::Range<usize>>)> {
-    let mut c = Cur::new(line);
+    block: bool,
+) -> Option<(OpView<'a>, Option<std::ops::Range<usize>>, usize)> {
+    let mut c = Cur::at(text, at);
     let mut s = Slots::default();
+    if block {
+        c.ws();
+    }
     c.eat(b'{')?;
     // The recorder's own layout first, each field a whole literal in the order it
     // writes them (extras are in name order); whatever else the line holds, in any
@@ -385,8 +431,20 @@ fn fields<'a>(
         more = c.eat(b',').is_some();
     }
     c.eat(b'}')?;
-    c.ws();
-    if c.i != line.len() {
+    if block {
+        // Blanks up to the line end, not past it.
+        while let Some(b' ' | b'\t' | b'\r') = c.peek() {
+            c.i += 1;
+        }
+    } else {
+        c.ws();
+    }
+    let next = match c.peek() {
+        None => c.i,
+        Some(b'\n') if block => c.i + 1,
+        Some(_) => return None,
+    };
+    if block && c.nl {
         return None;
     }
     let view = OpView {
@@ -399,10 +457,10 @@ fn fields<'a>(
         node: s.node.flatten(),
         value: ValueRef::Raw(s.value.unwrap_or("null")),
         is_final: s.fin == Some("true"),
-        acked_by: s.acked_by.and_then(|r| ValueRef::Raw(r).as_str()),
-        epoch: s.epoch.and_then(|r| ValueRef::Raw(r).as_u64()),
+        acked_by: s.acked_by.flatten(),
+        epoch: s.epoch.flatten(),
     };
-    Some((view, s.ints))
+    Some((view, s.ints, next))
 }
 
 /// Streams a JSONL history into `visit`, one view per non-blank line, with the same

@@ -5,12 +5,14 @@
 //! or doubled characters, repeated fields). Whenever the scanner reads a line it
 //! must read exactly what serde reads, integer lists included; otherwise it must
 //! step aside and leave the caller's buffer as it was. Whole histories of such
-//! lines must stream through the one-thread and the parallel driver as the serde
-//! reader reads them, errors included.
+//! lines must stream through the one-thread, the parallel and the file driver (in
+//! chunks of any size) as the serde reader reads them, errors included; and a line
+//! read where it stands in a block (`scan_line_at`) must be read exactly as the line
+//! reader's cut and trimmed line, or not at all.
 
-use checkers::blocks::for_each_view_par;
+use checkers::blocks::{for_each_view_file_in_chunks, for_each_view_par};
 use checkers::history::{parse_line, read_jsonl};
-use checkers::scan::{for_each_view, scan_ints, OpView, ValueRef};
+use checkers::scan::{for_each_view, scan_ints, scan_line_at, OpView, ValueRef};
 use checkers::Op;
 use proptest::prelude::*;
 
@@ -215,6 +217,26 @@ fn damage(mut text: String, edits: &[Edit]) -> String {
     text
 }
 
+/// Runs `read` on a file holding `text` (a file of its own, removed after).
+fn in_file<T>(
+    text: &str,
+    read: impl FnOnce(&std::fs::File) -> Result<T, checkers::history::HistoryError>,
+) -> Result<T, checkers::history::HistoryError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static FILES: AtomicU64 = AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "checkers-scanner-{}-{}.jsonl",
+        std::process::id(),
+        FILES.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, text)?;
+    let out = std::fs::File::open(&path)
+        .map_err(Into::into)
+        .and_then(|f| read(&f));
+    let _ = std::fs::remove_file(&path);
+    out
+}
+
 /// The scanner's reading of `text` equals serde's, or it stepped aside cleanly.
 fn agrees(text: &str) -> Result<bool, TestCaseError> {
     let mut buf = vec![11, -7];
@@ -262,8 +284,67 @@ fn agrees(text: &str) -> Result<bool, TestCaseError> {
     Ok(true)
 }
 
+/// `scan_line_at` on `line` inside a block (after `before`, followed by `after`)
+/// reads exactly what `scan_ints` reads on that line as a line reader cuts and
+/// trims it, and says where the next line starts; or it steps aside cleanly.
+fn agrees_in_block(before: &str, line: &str, after: &str) -> Result<(), TestCaseError> {
+    let text = format!("{before}{line}{after}");
+    let at = before.len();
+    let mut buf = vec![5];
+    let Some((view, range, next)) = scan_line_at(&text, at, &mut buf) else {
+        prop_assert_eq!(&buf, &vec![5], "a refused line left elements behind");
+        return Ok(());
+    };
+    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    prop_assert_eq!(
+        next,
+        (end + 1).min(text.len()),
+        "where the next line starts"
+    );
+    let cut = text[at..end].trim();
+    let mut want_buf = vec![5];
+    let want = scan_ints(cut, &mut want_buf);
+    prop_assert!(
+        want.is_some(),
+        "read in a block but not as a line: {:?}",
+        cut
+    );
+    let (want, want_range) = want.unwrap_or_else(|| unreachable!());
+    prop_assert_eq!(&buf, &want_buf);
+    prop_assert_eq!(range, want_range);
+    prop_assert_eq!(
+        (view.index, view.time, view.process, view.kind, view.f),
+        (want.index, want.time, want.process, want.kind, want.f)
+    );
+    prop_assert_eq!((view.key, view.node), (want.key, want.node));
+    prop_assert_eq!(
+        (view.is_final, view.acked_by, view.epoch),
+        (want.is_final, want.acked_by, want.epoch)
+    );
+    prop_assert_eq!(view.value.to_value(), want.value.to_value());
+    // And that reading is serde's (the line scanner's own property).
+    agrees(cut)?;
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_line_read_inside_its_block_is_the_line_readers_line(
+        fields in fields(),
+        spaced in any::<bool>(),
+        edits in edits(),
+        before in prop::sample::select(vec!["", "{}\n", "x\n", "  \n", "{\"index\":1}"]),
+        pad in prop::sample::select(vec!["", " ", "\t \r", "\n", "\u{a0}", "\u{b}"]),
+        after in prop::sample::select(vec!["", "\n", "\r\n", " \n{}", "}\n", " x\n", ",\"a\":1}\n", "\u{a0}\n"]),
+    ) {
+        let clean = line(fields, None, spaced, None);
+        for l in [clean.clone(), damage(clean, &edits)] {
+            agrees_in_block(before, &format!("{pad}{l}{pad}"), after)?;
+            agrees_in_block(before, &l, after)?;
+        }
+    }
 
     #[test]
     fn the_scanner_reads_what_serde_reads_or_steps_aside(
@@ -279,9 +360,10 @@ proptest! {
     }
 
     #[test]
-    fn both_drivers_stream_what_the_serde_reader_reads(
+    fn every_driver_streams_what_the_serde_reader_reads(
         lines in prop::collection::vec((fields(), any::<bool>(), edits()), 1..12),
         blank in any::<bool>(),
+        chunk in prop_oneof![1u64..8, 8u64..300, Just(1u64 << 20)],
     ) {
         let mut text = String::new();
         for (f, spaced, e) in lines {
@@ -302,10 +384,16 @@ proptest! {
             .map(|()| std::mem::take(&mut seen))
             .map_err(|e| e.to_string());
         let par = for_each_view_par(text.as_bytes(), |v| seen.push((v.index, v.f.to_string(), v.value.to_value())))
-            .map(|()| seen)
+            .map(|()| std::mem::take(&mut seen))
             .map_err(|e| e.to_string());
+        let file = in_file(&text, |f| {
+            for_each_view_file_in_chunks(f, chunk, |v| seen.push((v.index, v.f.to_string(), v.value.to_value())))
+        })
+        .map(|()| seen)
+        .map_err(|e| e.to_string());
         prop_assert_eq!(&one, &want);
         prop_assert_eq!(&par, &want);
+        prop_assert_eq!(&file, &want, "chunks of {} bytes", chunk);
     }
 }
 

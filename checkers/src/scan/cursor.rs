@@ -1,7 +1,8 @@
 //! The byte cursor under [`super::scan`]: whitespace, literals, strings without
 //! escapes, integers as serde_json reads them, arrays of integers read into a
 //! caller's buffer, the history's own field names matched as whole literals, and
-//! skipping one value of the accepted subset. Every method answers `None` for
+//! skipping one value of the accepted subset; it notes whether whitespace it
+//! skipped held a line end. Every method answers `None` for
 //! anything outside that subset; the caller then hands the line to serde.
 
 /// Deepest nesting the fast path accepts (serde's own limit is 128).
@@ -85,14 +86,23 @@ pub(super) struct Cur<'a> {
     pub s: &'a str,
     pub b: &'a [u8],
     pub i: usize,
+    /// Whether whitespace skipped so far held a line end (a block of lines is
+    /// scanned one line at a time: a value must not run on into the next line).
+    pub nl: bool,
 }
 
 impl<'a> Cur<'a> {
     pub fn new(s: &'a str) -> Self {
+        Cur::at(s, 0)
+    }
+
+    /// A cursor at byte `i` of `s`.
+    pub fn at(s: &'a str, i: usize) -> Self {
         Cur {
             s,
             b: s.as_bytes(),
-            i: 0,
+            i,
+            nl: false,
         }
     }
 
@@ -104,7 +114,8 @@ impl<'a> Cur<'a> {
     #[inline]
     pub fn ws(&mut self) {
         let mut i = self.i;
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(i) {
+        while let Some(&c @ (b' ' | b'\t' | b'\n' | b'\r')) = self.b.get(i) {
+            self.nl |= c == b'\n';
             i += 1;
         }
         self.i = i;
