@@ -19,13 +19,16 @@
 //! them, so fields can be added without breaking older clients.
 //! Variants marked *peer* are spoken between zoo nodes; a client has no reason to send them.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 mod control;
+mod replication;
 pub use control::{group_of, ControlView, GroupAssignment, GroupMap, GroupRole, GroupStatus};
+pub use replication::{
+    Cmd, DataImage, Entry, Lineage, LineageFork, ObjectKind, Op, OpKind, VersionedWrite,
+};
 
 /// Integer elements of the sets the zoo stores.
 pub type Element = i64;
@@ -340,64 +343,6 @@ pub struct RegisterReply {
     pub epoch: u64,
 }
 
-/// One replicated command of the log-based modes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "c", rename_all = "snake_case")]
-pub enum Cmd {
-    /// Written by a new master to commit its term; changes nothing.
-    Noop,
-    Add {
-        key: String,
-        value: Element,
-    },
-    Write {
-        key: String,
-        value: Element,
-    },
-    Cas {
-        key: String,
-        from: Element,
-        to: Element,
-    },
-    Append {
-        key: String,
-        value: Element,
-    },
-}
-
-/// One log entry: a command and the term of the master that created it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    pub term: u64,
-    pub cmd: Cmd,
-}
-
-/// A whole object as `lww-ring` replicates it: the kind and its elements (sets
-/// sorted, lists in order, a register as one element).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ObjectKind {
-    Set,
-    List,
-    Register,
-}
-
-/// One accepted write in the ring modes: the key's whole new value, stamped with the
-/// accepting node's wall clock (milliseconds since the Unix epoch, possibly skewed)
-/// and its name. `lww-ring`: the larger (`ts_ms`, `origin`) wins everywhere.
-/// `vclock-ring`: `vclock` orders writes; concurrent ones are kept as siblings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionedWrite {
-    pub key: String,
-    pub kind: ObjectKind,
-    pub values: Vec<Element>,
-    pub ts_ms: u64,
-    pub origin: String,
-    /// `vclock-ring`: node → number of writes it accepted that this one follows.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub vclock: BTreeMap<String, u64>,
-}
-
 /// The answer to a `read`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadReply {
@@ -450,102 +395,6 @@ pub struct RoleInfo {
     /// them (the fields above describe group 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<ControlView>,
-}
-
-/// A history of operations, named by the node that started it when it became master
-/// in `epoch`. Two nodes at the same lineage and offset hold the same data.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Lineage {
-    pub epoch: u64,
-    pub node: String,
-}
-
-impl fmt::Display for Lineage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.node, self.epoch)
-    }
-}
-
-/// Where the current lineage forked from its predecessor: operations up to `offset`
-/// of `lineage` are shared, so a replica of the old lineage at or below `offset` can
-/// continue incrementally.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineageFork {
-    pub lineage: Lineage,
-    pub offset: u64,
-}
-
-/// A node's whole data set in a full resync: sets (the original field) plus lists
-/// and registers, each omitted when empty.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataImage {
-    pub sets: BTreeMap<String, Vec<Element>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub lists: BTreeMap<String, Vec<Element>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub registers: BTreeMap<String, Element>,
-}
-
-/// One replicated operation of `async-failover`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Op {
-    pub key: String,
-    pub value: Element,
-    /// What it does with `value`; absent: add to a set (the original shape).
-    #[serde(default, skip_serializing_if = "OpKind::is_add")]
-    pub kind: OpKind,
-}
-
-/// The kind of an [`Op`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "k", rename_all = "snake_case")]
-pub enum OpKind {
-    #[default]
-    Add,
-    Write,
-    Append,
-    Cas {
-        from: Element,
-    },
-}
-
-impl OpKind {
-    pub fn is_add(&self) -> bool {
-        *self == OpKind::Add
-    }
-}
-
-impl Op {
-    /// The command this operation applies.
-    pub fn cmd(&self) -> Cmd {
-        let (key, value) = (self.key.clone(), self.value);
-        match self.kind {
-            OpKind::Add => Cmd::Add { key, value },
-            OpKind::Write => Cmd::Write { key, value },
-            OpKind::Append => Cmd::Append { key, value },
-            OpKind::Cas { from } => Cmd::Cas {
-                key,
-                from,
-                to: value,
-            },
-        }
-    }
-
-    /// The operation of a client write command (`None` for a no-op).
-    pub fn of(cmd: &Cmd) -> Option<Op> {
-        let (key, value, kind) = match cmd {
-            Cmd::Noop => return None,
-            Cmd::Add { key, value } => (key, *value, OpKind::Add),
-            Cmd::Write { key, value } => (key, *value, OpKind::Write),
-            Cmd::Append { key, value } => (key, *value, OpKind::Append),
-            Cmd::Cas { key, from, to } => (key, *to, OpKind::Cas { from: *from }),
-        };
-        Some(Op {
-            key: key.clone(),
-            value,
-            kind,
-        })
-    }
 }
 
 /// An error answer.
