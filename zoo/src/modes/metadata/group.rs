@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::{lock, MetadataMaster};
-use crate::data::{ApplyError, Data};
+use crate::data::Data;
 use crate::log_event;
 use crate::modes::ops::{ack, answer_read, apply_error};
+use crate::modes::replog::apply::{Applier, Waiter};
 use crate::modes::replog::log::RaftLog;
 use crate::peers::PeerError;
 use crate::proto::{
@@ -29,11 +30,6 @@ use crate::server::stopped;
 
 /// Most entries sent in one append.
 const MAX_BATCH: usize = 500;
-
-struct Waiter {
-    epoch: u64,
-    tx: oneshot::Sender<Result<(), ApplyError>>,
-}
 
 /// One data group on one node (guarded by one lock, never held across `.await`).
 pub(super) struct GroupCore {
@@ -100,36 +96,26 @@ impl GroupCore {
             .collect()
     }
 
+    /// This group's commit point, applied data and waiting clients.
+    fn applier(&mut self) -> Applier<'_> {
+        Applier {
+            log: &self.log,
+            commit: &mut self.commit,
+            applied: &mut self.applied,
+            data: &mut self.data,
+            waiters: &mut self.waiters,
+        }
+    }
+
     /// Raises the commit index and applies, answering waiting clients.
     fn advance_commit(&mut self, to: u64) {
-        let to = to.min(self.log.last_index());
-        if to <= self.commit {
-            return;
-        }
-        self.commit = to;
-        while self.applied < self.commit {
-            self.applied += 1;
-            let Some(entry) = self.log.entry(self.applied).cloned() else {
-                break;
-            };
-            let result = self.data.apply(&entry.cmd);
-            if let Some(w) = self.waiters.remove(&self.applied) {
-                if w.epoch == entry.term {
-                    let _ = w.tx.send(result);
-                }
-            }
-        }
+        self.applier().advance_commit(to);
     }
 
     /// Rebuilds the data from the log up to `commit` (after applied entries were
     /// replaced, which the fencing should make impossible; kept as a safety net).
     fn rebuild(&mut self, commit: u64) {
-        self.data = Data::default();
-        self.applied = 0;
-        self.commit = 0;
-        let waiters = std::mem::take(&mut self.waiters);
-        self.advance_commit(commit);
-        self.waiters = waiters;
+        self.applier().rebuild(commit);
     }
 
     /// Stops acting as master; waiting clients get no answer (indeterminate).
@@ -337,7 +323,7 @@ impl MetadataMaster {
                 }
             };
             let (tx, rx) = oneshot::channel();
-            core.waiters.insert(index, Waiter { epoch, tx });
+            core.waiters.insert(index, Waiter { term: epoch, tx });
             self.advance_master_commit(&mut core);
             (rx, index, epoch)
         };

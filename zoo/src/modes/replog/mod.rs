@@ -15,6 +15,7 @@
 //!
 //! This file holds the node, request handling and client operations.
 
+pub(crate) mod apply;
 pub(crate) mod log;
 mod raft;
 
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::{ClientRouting, Config};
-use crate::data::{ApplyError, Data};
+use crate::data::Data;
 use crate::eventlog::EventLog;
 use crate::log_event;
 use crate::modes::Mode;
@@ -34,6 +35,7 @@ use crate::peers::PeerPool;
 use crate::proto::{Cmd, Entry, ErrorCode, ErrorReply, Lineage, Request, Response, RoleInfo};
 use crate::server::{Handler, Reply};
 
+use self::apply::{Applier, Waiter};
 use self::log::RaftLog;
 use super::ops::{ack, answer_read, apply_error, command_of, is_local_read};
 
@@ -67,13 +69,6 @@ pub(crate) enum Role {
     Follower,
     Candidate,
     Leader,
-}
-
-/// A client waiting for its entry to be applied: the entry's term, and where to send
-/// the outcome of applying it.
-struct Waiter {
-    term: u64,
-    tx: oneshot::Sender<Result<(), ApplyError>>,
 }
 
 /// Everything guarded by one lock (never held across an `.await`).

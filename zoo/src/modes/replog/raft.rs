@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use super::{error, lock, Core, Flavor, RepLog, Role};
+use super::{error, lock, Applier, Core, Flavor, RepLog, Role};
 use crate::config::Config;
 use crate::log_event;
 use crate::proto::{Cmd, Entry, ErrorCode, Request, Response, RoleKind};
@@ -52,49 +52,28 @@ impl Core {
         self.degraded = false;
     }
 
+    /// This core's commit point, applied data and waiting clients.
+    fn applier(&mut self) -> Applier<'_> {
+        Applier {
+            log: &self.log,
+            commit: &mut self.commit,
+            applied: &mut self.applied,
+            data: &mut self.data,
+            waiters: &mut self.waiters,
+        }
+    }
+
     /// Raises the commit index (never lowers it) and applies newly committed entries,
     /// answering the clients that wait for them.
     pub(super) fn advance_commit(&mut self, to: u64) {
-        let to = to.min(self.log.last_index());
-        if to <= self.commit {
-            return;
-        }
-        self.commit = to;
-        while self.applied < self.commit {
-            self.applied += 1;
-            let Some(entry) = self.log.entry(self.applied).cloned() else {
-                break;
-            };
-            let result = self.data.apply(&entry.cmd);
-            if let Some(w) = self.waiters.remove(&self.applied) {
-                if w.term == entry.term {
-                    let _ = w.tx.send(result);
-                }
-                // A waiter for another term's entry is dropped: indeterminate.
-            }
-        }
+        self.applier().advance_commit(to);
     }
 
     /// Rebuilds the data from the log after entries this node had applied were
     /// replaced (only the flawed flavors ever commit entries that can be replaced).
     fn rebuild(&mut self) {
-        self.data = Default::default();
-        let commit = self.commit.min(self.log.last_index());
-        self.applied = 0;
-        self.commit = 0;
-        let waiters = std::mem::take(&mut self.waiters);
-        self.advance_commit_quiet(commit);
-        self.waiters = waiters;
-    }
-
-    fn advance_commit_quiet(&mut self, to: u64) {
-        self.commit = to;
-        while self.applied < self.commit {
-            self.applied += 1;
-            if let Some(entry) = self.log.entry(self.applied) {
-                let _ = self.data.apply(&entry.cmd);
-            }
-        }
+        let to = self.commit;
+        self.applier().rebuild(to);
     }
 }
 
