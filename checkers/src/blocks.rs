@@ -10,12 +10,15 @@
 //! same for a history file without the reading thread: each scanner reads its own
 //! chunks of the file by offset ([`file`]).
 
-use crate::history::{parse_line, HistoryError, Op, OpType, Process};
-use crate::scan::{scan_ints, scan_line_at, OpView, ValueRef};
+use crate::history::{parse_line, HistoryError};
+use crate::scan::{scan_ints, scan_line_at, OpView};
 use std::io::Read;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
+mod entry;
 mod file;
+
+use entry::{Entry, Fast};
 
 /// Bytes read per block (a longer line makes its block longer), reached by doubling
 /// from `FIRST_BLOCK` so that a small history costs no large buffer.
@@ -28,42 +31,6 @@ const AHEAD: usize = 1;
 const IN_FLIGHT: usize = 16 << 20;
 /// Threads scanning blocks (besides the reading thread and the caller's).
 pub const SCANNERS: usize = 2;
-
-/// A piece of the block's text, by byte offsets.
-#[derive(Clone, Copy)]
-struct Span {
-    start: u32,
-    end: u32,
-}
-
-const NO_SPAN: Span = Span {
-    start: u32::MAX,
-    end: u32::MAX,
-};
-
-/// One scanned line: [`OpView`] with spans instead of borrowed strings.
-struct Fast {
-    index: u64,
-    time: u64,
-    epoch: Option<u64>,
-    process: Process,
-    f: Span,
-    key: Span,
-    node: Span,
-    /// `NO_SPAN`: the line has no `value` (it reads as `null`).
-    value: Span,
-    acked_by: Span,
-    /// The value's elements in the batch's `ints`, when it is an array of integers.
-    ints: Span,
-    kind: OpType,
-    is_final: bool,
-}
-
-enum Entry {
-    Fast(Fast),
-    /// A line outside the scanner's subset, parsed by serde.
-    Slow(Box<Op>),
-}
 
 /// A block of whole lines and its entries, in file order; `error` ends the stream.
 struct Batch {
@@ -81,88 +48,6 @@ fn not_utf8() -> HistoryError {
         std::io::ErrorKind::InvalidData,
         "stream did not contain valid UTF-8",
     ))
-}
-
-/// Where `s` sits in `base`, or `None` when it is not a piece of it.
-fn span_in(base: &str, s: &str) -> Option<Span> {
-    let start = (s.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
-    let end = start + s.len();
-    (end <= base.len()).then_some(Span {
-        start: u32::try_from(start).ok()?,
-        end: u32::try_from(end).ok()?,
-    })
-}
-
-fn text(base: &str, s: Span) -> Option<&str> {
-    if s.start == u32::MAX {
-        None
-    } else {
-        base.get(s.start as usize..s.end as usize)
-    }
-}
-
-impl Fast {
-    /// The entry of a scanned line of `base`; `None` if a field is not a piece of
-    /// `base` (then the line takes the serde path) or the block outgrew `u32`.
-    fn of(base: &str, v: &OpView<'_>, ints: Option<std::ops::Range<usize>>) -> Option<Fast> {
-        let ints = match ints {
-            None => NO_SPAN,
-            Some(r) => Span {
-                start: u32::try_from(r.start).ok()?,
-                end: u32::try_from(r.end).ok()?,
-            },
-        };
-        let value = match v.value {
-            ValueRef::Raw(s) => match span_in(base, s) {
-                Some(sp) => sp,
-                // The scanner's stand-in for a missing value.
-                None if s == "null" => NO_SPAN,
-                None => return None,
-            },
-            ValueRef::Json(_) | ValueRef::Ints(..) => return None,
-        };
-        let must = |s: Option<&str>| -> Option<Span> {
-            match s {
-                None => Some(NO_SPAN),
-                Some(s) => span_in(base, s),
-            }
-        };
-        Some(Fast {
-            index: v.index,
-            time: v.time,
-            epoch: v.epoch,
-            process: v.process,
-            f: span_in(base, v.f)?,
-            key: must(v.key)?,
-            node: must(v.node)?,
-            value,
-            acked_by: must(v.acked_by)?,
-            ints,
-            kind: v.kind,
-            is_final: v.is_final,
-        })
-    }
-
-    fn view<'a>(&self, base: &'a str, ints: &'a [i64]) -> OpView<'a> {
-        let raw = text(base, self.value).unwrap_or("null");
-        let value = match ints.get(self.ints.start as usize..self.ints.end as usize) {
-            Some(xs) if self.ints.start != u32::MAX => ValueRef::Ints(raw, xs),
-            _ => ValueRef::Raw(raw),
-        };
-        OpView {
-            index: self.index,
-            time: self.time,
-            process: self.process,
-            kind: self.kind,
-            f: text(base, self.f).unwrap_or_default(),
-            key: text(base, self.key),
-            node: text(base, self.node),
-            value,
-            is_final: self.is_final,
-            acked_by: text(base, self.acked_by),
-            epoch: self.epoch,
-        }
-    }
 }
 
 /// Scans the lines of `text` (whole lines) into `entries`, counting them in

@@ -10,7 +10,8 @@
 //! One streaming pass ([`DualMasterChecker`], [`check_jsonl`]) keeps the role
 //! observations and a compact record per attributed write (node and key ids, the
 //! value inline when it is an integer), never the ops; [`check`] feeds it an
-//! in-memory history.
+//! in-memory history. The report (the sweep over runs of master observations,
+//! intervals, what each master accepted and lost) is [`intervals`]'s.
 
 use crate::blocks::for_each_view_par;
 use crate::compact::{FastHash, FastMap, Interner, ProcessMap};
@@ -19,8 +20,10 @@ use crate::scan::{OpView, ValueRef};
 use crate::verdict::Validity;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::io::Read;
+
+mod intervals;
 
 /// Writes kept per master and interval in the report (all are counted).
 const KEEP_WRITES: usize = 50;
@@ -105,37 +108,45 @@ struct Obs {
     epoch: Option<u64>,
 }
 
-/// A write's value: integers inline, anything else parsed.
+/// A value read back: integers apart (as serde's `as_i64` sees them), anything
+/// else parsed.
 enum Val {
     Int(i64),
-    Other(Box<Value>),
+    Other(Value),
 }
 
 impl Val {
     fn of(v: &ValueRef<'_>) -> Val {
         v.as_i64()
-            .map_or_else(|| Val::Other(Box::new(v.to_value())), Val::Int)
-    }
-
-    fn to_value(&self) -> Value {
-        match self {
-            Val::Int(i) => Value::from(*i),
-            Val::Other(v) => (**v).clone(),
-        }
+            .map_or_else(|| Val::Other(v.to_value()), Val::Int)
     }
 }
+
+/// [`Write::flags`]: the write carried an epoch.
+const HAS_EPOCH: u8 = 1;
+/// [`Write::flags`]: the value is no integer; `value` indexes the checker's `others`.
+const OTHER_VALUE: u8 = 2;
 
 /// One acknowledged, attributed write, compactly.
 struct Write {
     start: u64,
     end: u64,
     index: u64,
-    epoch: Option<u64>,
-    value: Val,
+    /// Meaningful with [`HAS_EPOCH`].
+    epoch: u64,
+    /// The integer, or with [`OTHER_VALUE`] the index of the value in `others`.
+    value: i64,
     node: u32,
     key: u32,
     /// Index into [`WRITE_FNS`].
     f: u8,
+    flags: u8,
+}
+
+impl Write {
+    fn epoch(&self) -> Option<u64> {
+        (self.flags & HAS_EPOCH != 0).then_some(self.epoch)
+    }
 }
 
 /// The values every final read of a key returned (integers apart, as serde's
@@ -168,26 +179,16 @@ impl Finals {
         }
     }
 
-    fn contains(&self, v: &Val) -> bool {
-        match v {
-            Val::Int(i) => {
-                let bit = usize::try_from(*i)
-                    .ok()
-                    .and_then(|i| Some(self.bits.get(i / 64)? & (1 << (i % 64)) != 0));
-                bit == Some(true) || (!self.ints.is_empty() && self.ints.contains(i))
-            }
-            Val::Other(v) => self.other.contains(&v.to_string()),
-        }
+    fn contains_int(&self, i: i64) -> bool {
+        let bit = usize::try_from(i)
+            .ok()
+            .and_then(|i| Some(self.bits.get(i / 64)? & (1 << (i % 64)) != 0));
+        bit == Some(true) || (!self.ints.is_empty() && self.ints.contains(&i))
     }
-}
 
-/// A run of consecutive master observations of one node.
-struct Run {
-    node: u32,
-    start: u64,
-    end: u64,
-    /// (time, epoch) of each observation in the run.
-    obs: Vec<(u64, Option<u64>)>,
+    fn contains_other(&self, v: &Value) -> bool {
+        self.other.contains(&v.to_string())
+    }
 }
 
 /// The dual-master checker as a single pass: feed it every entry of the history in
@@ -202,6 +203,8 @@ pub struct DualMasterChecker {
     observations: usize,
     invoked: ProcessMap<u64>,
     writes: Vec<Write>,
+    /// The written values that are no integers, by [`Write::value`].
+    others: Vec<Value>,
     finals: FastMap<u32, Finals>,
     scratch: Vec<i64>,
 }
@@ -233,15 +236,25 @@ impl DualMasterChecker {
                 let Some(node) = op.acked_by else {
                     return;
                 };
+                let mut flags = if op.epoch.is_some() { HAS_EPOCH } else { 0 };
+                let value = match Val::of(&op.value) {
+                    Val::Int(i) => i,
+                    Val::Other(v) => {
+                        flags |= OTHER_VALUE;
+                        self.others.push(v);
+                        self.others.len() as i64 - 1
+                    }
+                };
                 let write = Write {
                     start,
                     end: op.time,
                     index: op.index,
-                    epoch: op.epoch,
-                    value: Val::of(&op.value),
+                    epoch: op.epoch.unwrap_or(0),
+                    value,
                     node: self.nodes.id(node),
                     key: self.keys.opt(op.key),
                     f: f as u8,
+                    flags,
                 };
                 self.writes.push(write);
             }
@@ -297,203 +310,6 @@ impl DualMasterChecker {
                     }
                 }
             }
-        }
-    }
-
-    fn runs(&self) -> Vec<Run> {
-        let mut ids: Vec<u32> = (0..self.obs.len() as u32).collect();
-        ids.sort_by_key(|&id| self.nodes.name(id));
-        let mut out = Vec::new();
-        for id in ids {
-            let mut obs: Vec<&Obs> = self.obs[id as usize].iter().collect();
-            obs.sort_by_key(|o| o.time);
-            let mut cur: Option<Run> = None;
-            for o in obs {
-                match (&mut cur, o.master) {
-                    (Some(r), true) => {
-                        r.end = o.time;
-                        r.obs.push((o.time, o.epoch));
-                    }
-                    (None, true) => {
-                        cur = Some(Run {
-                            node: id,
-                            start: o.time,
-                            end: o.time,
-                            obs: vec![(o.time, o.epoch)],
-                        })
-                    }
-                    (_, false) => out.extend(cur.take()),
-                }
-            }
-            out.extend(cur);
-        }
-        out
-    }
-
-    fn write_ref(&self, w: &Write) -> WriteRef {
-        WriteRef {
-            index: w.index,
-            f: WRITE_FNS[w.f as usize].to_string(),
-            key: self.keys.name(w.key).map(String::from),
-            value: w.value.to_value(),
-            epoch: w.epoch,
-        }
-    }
-
-    fn lost(&self, w: &Write) -> bool {
-        matches!(WRITE_FNS[w.f as usize], "add" | "append")
-            && self
-                .finals
-                .get(&w.key)
-                .is_some_and(|s| !s.contains(&w.value))
-    }
-
-    /// The report over everything observed.
-    pub fn finish(self) -> Report {
-        let runs = self.runs();
-        let name = |id: u32| self.nodes.name(id).unwrap_or_default();
-        // Sweep over run boundaries; closed intervals, so starts sort before ends.
-        let mut events: Vec<(u64, u8, usize)> = Vec::new();
-        for (i, r) in runs.iter().enumerate() {
-            events.push((r.start, 0, i));
-            events.push((r.end, 1, i));
-        }
-        events.sort();
-        let distinct = |active: &BTreeSet<usize>| {
-            active
-                .iter()
-                .map(|&j| runs[j].node)
-                .collect::<BTreeSet<u32>>()
-                .len()
-        };
-        let mut active: BTreeSet<usize> = BTreeSet::new();
-        let mut segments: Vec<(u64, u64, BTreeSet<usize>)> = Vec::new();
-        let mut open: Option<(u64, BTreeSet<usize>)> = None;
-        for (t, kind, i) in events {
-            if kind == 0 {
-                active.insert(i);
-            }
-            if distinct(&active) >= 2 {
-                let seg = open.get_or_insert_with(|| (t, BTreeSet::new()));
-                seg.1.extend(active.iter().copied());
-            }
-            if kind == 1 {
-                active.remove(&i);
-                if distinct(&active) < 2 {
-                    if let Some((s, members)) = open.take() {
-                        segments.push((s, t, members));
-                    }
-                }
-            }
-        }
-        let mut intervals = Vec::new();
-        for (start, end, members) in segments {
-            let mut sides: BTreeMap<&str, (u32, Side)> = BTreeMap::new();
-            for &j in &members {
-                let r = &runs[j];
-                let (_, side) = sides.entry(name(r.node)).or_insert_with(|| {
-                    let side = Side {
-                        node: name(r.node).to_string(),
-                        epochs: Vec::new(),
-                        writes_accepted: 0,
-                        writes_lost: 0,
-                        writes: Vec::new(),
-                        lost: Vec::new(),
-                    };
-                    (r.node, side)
-                });
-                // The epoch in force at the interval's start, and every one seen inside.
-                let before = r.obs.iter().rev().find(|(t, _)| *t <= start);
-                for (_, e) in before
-                    .into_iter()
-                    .chain(r.obs.iter().filter(|(t, _)| *t > start && *t <= end))
-                {
-                    if let Some(e) = e {
-                        if !side.epochs.contains(e) {
-                            side.epochs.push(*e);
-                        }
-                    }
-                }
-            }
-            let mut by_node: FastMap<u32, &mut Side> =
-                sides.values_mut().map(|(id, s)| (*id, s)).collect();
-            for w in &self.writes {
-                if w.end < start || w.start > end {
-                    continue;
-                }
-                if let Some(side) = by_node.get_mut(&w.node) {
-                    side.writes_accepted += 1;
-                    if side.writes.len() < KEEP_WRITES {
-                        side.writes.push(self.write_ref(w));
-                    }
-                    if self.lost(w) {
-                        side.writes_lost += 1;
-                        if side.lost.len() < KEEP_WRITES {
-                            side.lost.push(self.write_ref(w));
-                        }
-                    }
-                }
-            }
-            let masters: Vec<Side> = sides.into_values().map(|(_, s)| s).collect();
-            let mut seen_epochs = HashSet::new();
-            let same_term = masters
-                .iter()
-                .flat_map(|s| s.epochs.iter().map(move |e| (*e, s.node.as_str())))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .any(|(e, _)| !seen_epochs.insert(e));
-            let writers = masters.iter().filter(|s| s.writes_accepted > 0).count();
-            let kind = if same_term {
-                Kind::SameTerm
-            } else if writers >= 2 {
-                Kind::BothAcceptedWrites
-            } else {
-                Kind::Claimed
-            };
-            intervals.push(Interval {
-                start,
-                end,
-                kind,
-                masters,
-            });
-        }
-        let mut by_epoch: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
-        for w in &self.writes {
-            if let Some(e) = w.epoch {
-                by_epoch.entry(e).or_default().insert(name(w.node));
-            }
-        }
-        let same_epoch_acks: Vec<SameEpochAcks> = by_epoch
-            .into_iter()
-            .filter(|(_, n)| n.len() > 1)
-            .map(|(epoch, n)| SameEpochAcks {
-                epoch,
-                nodes: n.into_iter().map(String::from).collect(),
-            })
-            .collect();
-        let count = |k: Kind| intervals.iter().filter(|i| i.kind == k).count();
-        let (claimed, both, same) = (
-            count(Kind::Claimed),
-            count(Kind::BothAcceptedWrites),
-            count(Kind::SameTerm),
-        );
-        let valid = if both + same > 0 || !same_epoch_acks.is_empty() {
-            Validity::Invalid
-        } else if self.observations == 0 {
-            Validity::Unknown
-        } else {
-            Validity::Valid
-        };
-        Report {
-            valid,
-            observations: self.observations,
-            attributed_writes: self.writes.len(),
-            dual_ns: intervals.iter().map(|i| i.end - i.start).sum(),
-            intervals,
-            claimed,
-            both_accepted_writes: both,
-            same_term: same,
-            same_epoch_acks,
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum ValueRef<'a> {
     Raw(&'a str),
     /// An array of integers that fit an `i64`: its text and its elements.
     Ints(&'a str, &'a [i64]),
+    /// An integer that fits an `i64`: its text and its value.
+    Int(&'a str, i64),
     Json(&'a Value),
 }
 
@@ -79,6 +81,7 @@ impl<'a> ValueRef<'a> {
                 Int::Pos(u) => i64::try_from(u).ok(),
                 Int::Neg(i) => Some(i),
             },
+            ValueRef::Int(_, i) => Some(*i),
             ValueRef::Ints(..) => None,
         }
     }
@@ -91,6 +94,7 @@ impl<'a> ValueRef<'a> {
                 Int::Pos(u) => Some(u),
                 Int::Neg(_) => None,
             },
+            ValueRef::Int(_, i) => u64::try_from(*i).ok(),
             ValueRef::Ints(..) => None,
         }
     }
@@ -100,7 +104,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Json(v) => v.as_str(),
             ValueRef::Raw(s) => s.strip_prefix('"')?.strip_suffix('"'),
-            ValueRef::Ints(..) => None,
+            ValueRef::Ints(..) | ValueRef::Int(..) => None,
         }
     }
 
@@ -108,7 +112,7 @@ impl<'a> ValueRef<'a> {
     pub fn get(&self, name: &str) -> Option<ValueRef<'a>> {
         match self {
             ValueRef::Json(v) => v.get(name).map(ValueRef::Json),
-            ValueRef::Ints(..) => None,
+            ValueRef::Ints(..) | ValueRef::Int(..) => None,
             ValueRef::Raw(s) => {
                 let mut c = Cur::new(s);
                 c.eat(b'{')?;
@@ -160,6 +164,7 @@ impl<'a> ValueRef<'a> {
                 out.extend_from_slice(xs);
                 true
             }
+            ValueRef::Int(..) => false,
             ValueRef::Raw(s) => {
                 let mut c = Cur::new(s);
                 c.int_list(out).is_some() && c.i == s.len()
@@ -173,6 +178,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::Json(v) => v.is_array(),
             ValueRef::Raw(s) => s.starts_with('['),
             ValueRef::Ints(..) => true,
+            ValueRef::Int(..) => false,
         }
     }
 
@@ -180,6 +186,7 @@ impl<'a> ValueRef<'a> {
     pub fn elements(&self) -> Option<Vec<ValueRef<'a>>> {
         match self {
             ValueRef::Json(v) => Some(v.as_array()?.iter().map(ValueRef::Json).collect()),
+            ValueRef::Int(..) => None,
             ValueRef::Raw(s) | ValueRef::Ints(s, _) => {
                 let mut c = Cur::new(s);
                 c.eat(b'[')?;
@@ -206,7 +213,7 @@ impl<'a> ValueRef<'a> {
     pub fn to_value(&self) -> Value {
         match self {
             ValueRef::Json(v) => (*v).clone(),
-            ValueRef::Raw(s) | ValueRef::Ints(s, _) => {
+            ValueRef::Raw(s) | ValueRef::Ints(s, _) | ValueRef::Int(s, _) => {
                 serde_json::from_str(s).unwrap_or(Value::Null)
             }
         }
@@ -275,6 +282,8 @@ struct Slots<'a> {
     key: Option<Option<&'a str>>,
     node: Option<Option<&'a str>>,
     value: Option<&'a str>,
+    /// The value, when it is an integer that fits an `i64`.
+    int: Option<i64>,
     /// Where the value's elements went in the caller's buffer.
     ints: Option<std::ops::Range<usize>>,
     fin: Option<&'a str>,
@@ -344,6 +353,13 @@ impl<'a> Slots<'a> {
                             c.i = start;
                             c.skip(0)?;
                         }
+                    }
+                    // An integer read once, here (the checkers' element or value).
+                    _ if matches!(c.peek(), Some(b'-' | b'0'..=b'9')) => {
+                        self.int = match c.int()? {
+                            Int::Pos(u) => i64::try_from(u).ok(),
+                            Int::Neg(i) => Some(i),
+                        };
                     }
                     _ => c.skip(0)?,
                 }
@@ -455,7 +471,10 @@ fn fields<'a>(
         f: s.f?,
         key: s.key.flatten(),
         node: s.node.flatten(),
-        value: ValueRef::Raw(s.value.unwrap_or("null")),
+        value: match (s.value, s.int) {
+            (Some(text), Some(i)) => ValueRef::Int(text, i),
+            (text, _) => ValueRef::Raw(text.unwrap_or("null")),
+        },
         is_final: s.fin == Some("true"),
         acked_by: s.acked_by.flatten(),
         epoch: s.epoch.flatten(),
