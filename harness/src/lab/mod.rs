@@ -1,7 +1,8 @@
 //! The local lab: N nodes on this machine, each a network namespace `sb-nX` on the bridge
 //! `sb-br0` in 10.77.77.0/24 with its own sshd, plus the state directory (lab key pair,
 //! `known_hosts`, nodes file, `ssh_config`). [`up`] builds or repairs it idempotently,
-//! [`down`] removes every namespace, link, process and file of it, [`status`] reports it.
+//! [`down`] removes every namespace, link, process and file of it, [`status`] reports it,
+//! [`reboot`] models one node's hard reboot.
 //!
 //! Namespace and link names are global to the machine, so only one lab exists at a time
 //! whatever the state directory; `up` and `down` serialize on a lock in `/run/lock`, and
@@ -10,6 +11,7 @@
 mod files;
 mod net;
 mod preflight;
+mod reboot;
 mod sshd;
 mod status;
 mod sys;
@@ -22,6 +24,7 @@ use crate::nodes::NodeSpec;
 use files::Layout;
 
 pub use preflight::INSTALL_HINT;
+pub use reboot::{reboot, RebootReport, MAX_DOWN};
 pub use status::{LabState, LabStatus, NodeStatus};
 pub use sys::LabLock;
 
