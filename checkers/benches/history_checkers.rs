@@ -19,7 +19,7 @@ mod ref_dual_master;
 #[path = "../tests/reference/lost_writes.rs"]
 mod ref_lost_writes;
 
-use checkers::blocks::{for_each_view_file, for_each_view_par};
+use checkers::blocks::{for_each_view_file, for_each_view_file_in_chunks, for_each_view_par};
 use checkers::dual_master::DualMasterChecker;
 use checkers::history::{read_jsonl, JsonlWriter};
 use checkers::lost_writes::SetChecker;
@@ -153,7 +153,8 @@ enum Driver {
     File,
 }
 
-fn child(checker: &str, path: &str, ops: u64) {
+/// `chunk`: the file driver's chunk size, when not its default (`--chunk N`).
+fn child(checker: &str, path: &str, ops: u64, chunk: Option<u64>) {
     let open =
         || BufReader::with_capacity(1 << 20, std::fs::File::open(path).expect("history file"));
     let t0 = Instant::now();
@@ -171,7 +172,10 @@ fn child(checker: &str, path: &str, ops: u64) {
             let r = match driver {
                 Driver::File => {
                     let f = std::fs::File::open(path).expect("history file");
-                    for_each_view_file(&f, |op| visit(op))
+                    match chunk {
+                        Some(c) => for_each_view_file_in_chunks(&f, c, |op| visit(op)),
+                        None => for_each_view_file(&f, |op| visit(op)),
+                    }
                 }
                 Driver::Reader => for_each_view_par(open(), |op| visit(op)),
                 Driver::OneThread => for_each_view(open(), |op| visit(op)),
@@ -262,7 +266,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     if let (Some(c), Some(p)) = (get("--child"), get("--path")) {
-        child(&c, &p, ops);
+        child(&c, &p, ops, get("--chunk").and_then(|s| s.parse().ok()));
         return;
     }
     // `--keep PATH` writes the history there and leaves it (for profiling a child).

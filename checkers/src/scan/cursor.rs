@@ -181,7 +181,7 @@ impl<'a> Cur<'a> {
     }
 
     /// An integer without fraction or exponent that serde_json reads as one.
-    #[inline]
+    #[inline(always)]
     pub fn int(&mut self) -> Option<Int> {
         // The position in a local, so that the digit loop keeps it in a register.
         let b = self.b;
