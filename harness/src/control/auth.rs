@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use russh::client::Handle;
 use russh::keys::agent::client::AgentClient;
-use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg};
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
 use super::error::one_line;
 use super::options::home_dir;
@@ -118,8 +118,16 @@ impl Credentials {
     }
 }
 
-fn is_rsa(alg: &Algorithm) -> bool {
-    matches!(alg, Algorithm::Rsa { .. })
+/// The hash to sign with a key of algorithm `alg`: for RSA the best one the server
+/// offers (`None`, its default, when it names none); other algorithms take none.
+async fn sign_hash<H: russh::client::Handler>(
+    handle: &Handle<H>,
+    alg: &Algorithm,
+) -> Result<Option<HashAlg>, russh::Error> {
+    if !matches!(alg, Algorithm::Rsa { .. }) {
+        return Ok(None);
+    }
+    Ok(handle.best_supported_rsa_hash().await?.flatten())
 }
 
 /// Tries every credential in turn; the error names everything that was tried.
@@ -135,15 +143,7 @@ pub(crate) async fn login<H: russh::client::Handler>(
     };
     let mut tried: Vec<String> = Vec::new();
     for (path, key) in &creds.keys {
-        let hash = if is_rsa(&key.algorithm()) {
-            handle
-                .best_supported_rsa_hash()
-                .await
-                .map_err(lost)?
-                .flatten()
-        } else {
-            None
-        };
+        let hash = sign_hash(handle, &key.algorithm()).await.map_err(lost)?;
         let res = handle
             .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key.clone(), hash))
             .await
@@ -161,15 +161,7 @@ pub(crate) async fn login<H: russh::client::Handler>(
                 Ok(ids) => {
                     for id in &ids {
                         let key = id.public_key().into_owned();
-                        let hash = if is_rsa(&key.algorithm()) {
-                            handle
-                                .best_supported_rsa_hash()
-                                .await
-                                .map_err(lost)?
-                                .flatten()
-                        } else {
-                            None
-                        };
+                        let hash = sign_hash(handle, &key.algorithm()).await.map_err(lost)?;
                         match handle
                             .authenticate_publickey_with(user, key, hash, &mut agent)
                             .await

@@ -4,6 +4,8 @@
 //! and labels the fault intervals. Point counts are bounded (see [`MAX_POINTS`]).
 
 use super::analysis::{self, Analysis, FaultSpan, Outcome, Paired};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
@@ -32,7 +34,7 @@ fn e<T: std::fmt::Display>(x: T) -> Err {
 }
 
 fn shade<DB: DrawingBackend, Y>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, Y>>,
     faults: &[FaultSpan],
     end: f64,
     (y0, y1, ylabel): (Y::ValueType, Y::ValueType, Y::ValueType),
@@ -78,6 +80,48 @@ fn finish(root: DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), Err> {
     root.present().map_err(e)
 }
 
+/// One chart's SVG canvas, `h` pixels high, filled white; drawn into `buf`.
+fn canvas(buf: &mut String, h: u32) -> Result<DrawingArea<SVGBackend<'_>, Shift>, Err> {
+    let root = SVGBackend::with_string(buf, (W, h)).into_drawing_area();
+    root.fill(&WHITE).map_err(e)?;
+    Ok(root)
+}
+
+/// A chart over the run's timeline: x from 0 to `xmax` seconds since the test began,
+/// y over `y`, with the margins every chart of the report has.
+fn timeline<'c, 'b, Y: AsRangedCoord>(
+    root: &DrawingArea<SVGBackend<'b>, Shift>,
+    xmax: f64,
+    y: Y,
+) -> Result<ChartContext<'c, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y::CoordDescType>>, Err> {
+    ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..xmax, y)
+        .map_err(e)
+}
+
+/// The x axis's name on every timeline chart.
+const X_DESC: &str = "seconds since the test began";
+
+/// The axes of a timeline chart whose y axis is described by `y_desc`, without grid lines.
+fn mesh<Y>(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<RangedCoordf64, Y>>,
+    y_desc: &str,
+) -> Result<(), Err>
+where
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+{
+    chart
+        .configure_mesh()
+        .x_desc(X_DESC)
+        .y_desc(y_desc)
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(e)
+}
+
 /// Which ops the scatter draws, and how many acknowledged ops were left out.
 pub fn sample(ops: &[Paired]) -> (Vec<&Paired>, usize) {
     let done: Vec<&Paired> = ops
@@ -115,21 +159,9 @@ pub fn latency(a: &Analysis) -> Result<String, Err> {
     let xmax = a.duration.max(1.0);
     let mut buf = String::new();
     {
-        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(e)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..xmax, (ymin..ymax).log_scale())
-            .map_err(e)?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds since the test began")
-            .y_desc("latency (ms, log)")
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(e)?;
+        let root = canvas(&mut buf, H)?;
+        let mut chart = timeline(&root, xmax, (ymin..ymax).log_scale())?;
+        mesh(&mut chart, "latency (ms, log)")?;
         shade(&mut chart, &a.faults, xmax, (ymin, ymax, ymax / 1.6))?;
         let mut series: BTreeMap<(String, Outcome), Vec<(f64, f64)>> = BTreeMap::new();
         for o in points {
@@ -181,21 +213,9 @@ pub fn throughput(a: &Analysis) -> Result<String, Err> {
         * 1.25;
     let mut buf = String::new();
     {
-        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(e)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..xmax, 0f64..ymax)
-            .map_err(e)?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds since the test began")
-            .y_desc(format!("completions/s ({width:.2} s buckets)"))
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(e)?;
+        let root = canvas(&mut buf, H)?;
+        let mut chart = timeline(&root, xmax, 0f64..ymax)?;
+        mesh(&mut chart, &format!("completions/s ({width:.2} s buckets)"))?;
         shade(&mut chart, &a.faults, xmax, (0.0, ymax, ymax * 0.95))?;
         for (i, outcome) in [Outcome::Ok, Outcome::Fail, Outcome::Info]
             .into_iter()
@@ -254,18 +274,12 @@ pub fn acknowledgers(
     let mut buf = String::new();
     {
         let h = 90 + 34 * rows.len() as u32;
-        let root = SVGBackend::with_string(&mut buf, (W, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(e)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..xmax, 0f64..n + 0.6)
-            .map_err(e)?;
+        let root = canvas(&mut buf, h)?;
+        let mut chart = timeline(&root, xmax, 0f64..n + 0.6)?;
         let labels = rows.clone();
         chart
             .configure_mesh()
-            .x_desc("seconds since the test began")
+            .x_desc(X_DESC)
             .y_labels(rows.len() * 2 + 2)
             .y_label_formatter(&move |y: &f64| {
                 let r = y - 0.5;
@@ -321,21 +335,9 @@ pub fn clock(a: &Analysis) -> Result<String, Err> {
     }
     let mut buf = String::new();
     {
-        let root = SVGBackend::with_string(&mut buf, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(e)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..xmax, ymin..ymax)
-            .map_err(e)?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds since the test began")
-            .y_desc("clock offset (s)")
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(e)?;
+        let root = canvas(&mut buf, H)?;
+        let mut chart = timeline(&root, xmax, ymin..ymax)?;
+        mesh(&mut chart, "clock offset (s)")?;
         shade(&mut chart, &a.faults, xmax, (ymin, ymax, ymax - pad * 0.2))?;
         for (i, (node, pts)) in by_node.into_iter().enumerate() {
             let c = Palette99::pick(i).to_rgba();

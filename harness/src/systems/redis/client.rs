@@ -127,19 +127,7 @@ impl RedisClient {
             return Err("no sentinel connection".into());
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        let r = conn
-            .pipeline(
-                &[
-                    &[
-                        b"SENTINEL",
-                        b"get-master-addr-by-name",
-                        MASTER_NAME.as_bytes(),
-                    ],
-                    &[b"SENTINEL", b"master", MASTER_NAME.as_bytes()],
-                ],
-                left,
-            )
-            .await;
+        let r = sentinel_master(conn, left).await;
         match r {
             Ok(replies) => parse_sentinel(&replies, &cluster).map_err(|e| format!("{name}: {e}")),
             Err(e) => {
@@ -298,20 +286,7 @@ impl RedisClient {
             return Err("no connection".into());
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        match conn
-            .pipeline(
-                &[
-                    &[
-                        b"SENTINEL",
-                        b"get-master-addr-by-name",
-                        MASTER_NAME.as_bytes(),
-                    ],
-                    &[b"SENTINEL", b"master", MASTER_NAME.as_bytes()],
-                ],
-                left,
-            )
-            .await
-        {
+        match sentinel_master(conn, left).await {
             Ok(r) => parse_sentinel(&r, cluster),
             Err(e) => {
                 self.local_sentinel = None;
@@ -511,4 +486,18 @@ impl SystemClient for RedisClient {
             OpFn::ReadRegister => self.read(&[b"GET", k], timeout, register).await,
         }
     }
+}
+
+/// Asks a Sentinel for the master's address (`get-master-addr-by-name`) and its
+/// record (`SENTINEL master`, with the config epoch), in one round trip.
+async fn sentinel_master(conn: &mut Conn, timeout: Duration) -> Result<Vec<Reply>, CallError> {
+    let cmds: [&[&[u8]]; 2] = [
+        &[
+            b"SENTINEL",
+            b"get-master-addr-by-name",
+            MASTER_NAME.as_bytes(),
+        ],
+        &[b"SENTINEL", b"master", MASTER_NAME.as_bytes()],
+    ];
+    conn.pipeline(&cmds, timeout).await
 }
