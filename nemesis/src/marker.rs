@@ -37,11 +37,16 @@ pub enum MarkedFault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pid_file: Option<String>,
     },
-    /// The system's process killed with SIGKILL; undone by starting it again.
+    /// The system's process killed with SIGKILL; undone by starting it again with
+    /// `restart`, the system's own restart command for this node (shell text run on
+    /// the node; it starts nothing while the process still runs), so a heal that does
+    /// not know the system still starts exactly it.
     Kill {
         system: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pid_file: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restart: Option<String>,
     },
 }
 
@@ -180,6 +185,7 @@ mod tests {
             &marker(MarkedFault::Kill {
                 system: "zoo raft".into(),
                 pid_file: Some("/w n1/zoo/zoo.pid".into()),
+                restart: Some("if [ -f '/w n1/zoo/zoo.pid' ]; then echo \"it's up\"; fi".into()),
             }),
         ));
         let (got, errors) = parse(&sh(&read_script(w)));
@@ -192,6 +198,9 @@ mod tests {
                 marker(MarkedFault::Kill {
                     system: "zoo raft".into(),
                     pid_file: Some("/w n1/zoo/zoo.pid".into()),
+                    restart: Some(
+                        "if [ -f '/w n1/zoo/zoo.pid' ]; then echo \"it's up\"; fi".into()
+                    ),
                 }),
             ]
         );

@@ -1,5 +1,7 @@
 //! Process faults as shell text over a system's pid file: SIGKILL (and wait until the
-//! process is gone), SIGSTOP, SIGCONT, and a status line read back from `/proc`.
+//! process is gone), SIGSTOP, SIGCONT — each to the pid file's process and every
+//! descendant of it (a PostgreSQL postmaster's backends, a Redis server's save or
+//! sync fork) — and a status line read back from `/proc`.
 
 use crate::shell::quote;
 
@@ -11,28 +13,41 @@ pub enum Signal {
     Cont,
 }
 
-/// Sends `sig` to the process in `pid_file`. Kill and stop fail (exit 3, one line on
-/// stderr) when there is no such process; cont succeeds then (resuming is part of
-/// every heal and must be idempotent). Kill waits up to 5 s for the process to go.
+/// Shell that defines `tree PID`: prints every descendant of PID (children first, then
+/// theirs), one a line. Children are found by parent pid, not by process group: a
+/// daemon's children may lead groups or sessions of their own (PostgreSQL's do).
+const TREE: &str =
+    "tree() { for c in $(pgrep -P \"$1\" 2>/dev/null); do echo \"$c\"; tree \"$c\"; done; }";
+
+/// Sends `sig` to the process in `pid_file` and to all its descendants. Kill and stop
+/// fail (exit 3, one line on stderr) when there is no such process; cont succeeds then
+/// (resuming is part of every heal and must be idempotent). Kill waits up to 5 s for
+/// the process to be gone and reaped, so that a restart right after (whose "still
+/// running?" check is `kill -0`) finds it gone.
+///
+/// The order keeps the set exact: stop signals the process first (a stopped process
+/// forks no new child), then its descendants; kill lists the descendants before the
+/// process dies (after, they are re-parented and no longer found); cont resumes the
+/// descendants first, so the process never runs beside a stopped child of the fault.
 pub fn signal_script(pid_file: &str, sig: Signal) -> String {
     let f = quote(pid_file);
     let missing = format!("no running process: pid file {pid_file} missing or stale");
     match sig {
-        Signal::Cont => {
-            format!("if [ -f {f} ]; then kill -CONT \"$(cat {f})\" 2>/dev/null || true; fi")
-        }
-        Signal::Stop | Signal::Kill => {
-            let name = if sig == Signal::Kill { "KILL" } else { "STOP" };
-            let wait = if sig == Signal::Kill {
-                "; for i in $(seq 50); do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done"
-            } else {
-                ""
-            };
-            format!(
-                "p=$(cat {f} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null || {{ echo {} >&2; exit 3; }}; kill -{name} \"$p\"{wait}",
-                quote(&missing)
-            )
-        }
+        Signal::Cont => format!(
+            "{TREE}; if [ -f {f} ]; then p=$(cat {f}); if [ -n \"$p\" ] && kill -0 \"$p\" 2>/dev/null; then \
+             c=$(tree \"$p\"); [ -z \"$c\" ] || kill -CONT $c 2>/dev/null; kill -CONT \"$p\" 2>/dev/null; fi; fi; true"
+        ),
+        Signal::Stop => format!(
+            "{TREE}; p=$(cat {f} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null || {{ echo {} >&2; exit 3; }}; \
+             kill -STOP \"$p\" && {{ c=$(tree \"$p\"); [ -z \"$c\" ] || kill -STOP $c 2>/dev/null || true; }}",
+            quote(&missing)
+        ),
+        Signal::Kill => format!(
+            "{TREE}; p=$(cat {f} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null || {{ echo {} >&2; exit 3; }}; \
+             c=$(tree \"$p\"); kill -KILL \"$p\" && {{ [ -z \"$c\" ] || kill -KILL $c 2>/dev/null || true; }}; \
+             for i in $(seq 50); do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done",
+            quote(&missing)
+        ),
     }
 }
 
@@ -113,7 +128,7 @@ mod tests {
         let k = signal_script("/w/zoo.pid", Signal::Kill);
         assert!(k.contains("kill -KILL \"$p\"") && k.contains("cat /w/zoo.pid"));
         assert!(signal_script("/w/a b.pid", Signal::Stop).contains("'/w/a b.pid'"));
-        assert!(signal_script("/w/z.pid", Signal::Cont).contains("|| true"));
+        assert!(signal_script("/w/z.pid", Signal::Cont).contains("kill -CONT \"$p\""));
         assert_eq!(
             ProcessState::parse("none\n").unwrap(),
             ProcessState::NotStarted
@@ -136,5 +151,101 @@ mod tests {
         );
         assert!(ProcessState::parse("x S -").is_err());
         assert!(ProcessState::parse("").is_err());
+    }
+
+    fn sh(script: &str) -> std::process::Output {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap()
+    }
+
+    /// `/proc/PID/stat`'s state letter, `None` once the process is gone or a zombie.
+    fn state(pid: u32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let c = stat.rsplit_once(") ")?.1.chars().next()?;
+        (c != 'Z').then_some(c)
+    }
+
+    fn children(pid: u32) -> Vec<u32> {
+        let out = sh(&format!("pgrep -P {pid}"));
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// A process with two children and a grandchild (each `sleep`), all in the same
+    /// process group as this test, so the tree is found by parent pid alone.
+    #[test]
+    fn signals_reach_the_process_and_every_descendant() {
+        let dir = std::env::temp_dir().join(format!("nemesis-tree-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("d's.pid");
+        let pf = pid_file.to_str().unwrap();
+        let root = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("sleep 60 & sh -c 'sleep 60 & wait' & wait")
+            .spawn()
+            .unwrap();
+        let pid = root.id();
+        std::fs::write(&pid_file, format!("{pid}\n")).unwrap();
+        let all = || {
+            let mut v = vec![pid];
+            let mut i = 0;
+            while i < v.len() {
+                let more = children(v[i]);
+                v.extend(more);
+                i += 1;
+            }
+            v
+        };
+        let t = std::time::Instant::now();
+        while all().len() < 4 {
+            assert!(t.elapsed().as_secs() < 10, "tree never formed: {:?}", all());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let tree = all();
+        // Reaped as soon as it dies, so the kill's wait sees it gone, not a zombie.
+        let reaper = std::thread::spawn(move || {
+            let mut root = root;
+            root.wait()
+        });
+        // A signal takes effect when its target next runs: wait (bounded) for it.
+        let settle = |want_stopped: bool| {
+            let t = std::time::Instant::now();
+            while !tree
+                .iter()
+                .all(|p| (state(*p) == Some('T')) == want_stopped)
+            {
+                assert!(
+                    t.elapsed().as_secs() < 10,
+                    "{tree:?} not all {}",
+                    if want_stopped { "stopped" } else { "resumed" }
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        };
+        assert!(sh(&signal_script(pf, Signal::Stop)).status.success());
+        settle(true);
+        assert!(sh(&signal_script(pf, Signal::Cont)).status.success());
+        settle(false);
+        let out = sh(&signal_script(pf, Signal::Kill));
+        assert!(out.status.success(), "{out:?}");
+        let _ = reaper.join();
+        let t = std::time::Instant::now();
+        while tree.iter().any(|p| state(*p).is_some()) {
+            assert!(t.elapsed().as_secs() < 10, "a descendant outlived the kill");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // Gone: stop and kill say so, cont is a no-op.
+        let out = sh(&signal_script(pf, Signal::Stop));
+        assert_eq!(out.status.code(), Some(3));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("missing or stale"));
+        assert!(sh(&signal_script(pf, Signal::Cont)).status.success());
+        std::fs::remove_file(&pid_file).unwrap();
+        assert!(sh(&signal_script(pf, Signal::Cont)).status.success());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,5 +1,5 @@
 //! Process faults with their markers: kill (SIGKILL) and pause (SIGSTOP) of the
-//! system's process on chosen nodes — every target's marker written before any
+//! system's process and its descendants on chosen nodes — every target's marker written before any
 //! target is faulted — and their undo (restart, resume), which removes the marker
 //! once it is done. The one path for `splitbrain fault kill|pause|resume|restart`,
 //! the runner's scheduled and targeted nemeses and the runner's final heal, so a
@@ -7,6 +7,7 @@
 //! `splitbrain fault heal`, run from a new process, undoes.
 
 use super::exec;
+use crate::nodes::NodeSpec;
 use crate::systems::{NodeHandle, System};
 use nemesis::marker::MarkedFault;
 use nemesis::process::ProcessState;
@@ -45,12 +46,25 @@ impl ProcessUndo {
     }
 }
 
-/// The marker of `fault` by `system` on `node`: the system and its pid file.
-pub fn marker<S: System>(system: &S, node: &NodeHandle, fault: ProcessFault) -> MarkedFault {
-    let (system, pid_file) = (system.describe(), Some(system.pid_file(&node.spec)));
+/// The marker of `fault` by `system` on `node` (one of `all`): the system and its pid
+/// file, and for a kill the system's restart command there.
+pub fn marker<S: System>(
+    system: &S,
+    node: &NodeHandle,
+    all: &[NodeSpec],
+    fault: ProcessFault,
+) -> MarkedFault {
+    let (name, pid_file) = (system.describe(), Some(system.pid_file(&node.spec)));
     match fault {
-        ProcessFault::Kill => MarkedFault::Kill { system, pid_file },
-        ProcessFault::Pause => MarkedFault::Pause { system, pid_file },
+        ProcessFault::Kill => MarkedFault::Kill {
+            system: name,
+            pid_file,
+            restart: system.restart_script(&node.spec, all),
+        },
+        ProcessFault::Pause => MarkedFault::Pause {
+            system: name,
+            pid_file,
+        },
     }
 }
 
@@ -64,8 +78,9 @@ pub async fn apply<S: System>(
     fault: ProcessFault,
 ) -> Vec<String> {
     let chosen = exec::pick(nodes, targets);
+    let all: Vec<NodeSpec> = nodes.iter().map(|n| n.spec.clone()).collect();
     let marked = exec::on_all(&chosen, |n| {
-        Ok(exec::marked(n, &marker(system, n, fault), ":"))
+        Ok(exec::marked(n, &marker(system, n, &all, fault), ":"))
     })
     .await;
     if !marked.is_empty() {
@@ -127,10 +142,16 @@ pub async fn heal_all<S: System>(system: &std::sync::Arc<S>, nodes: &[NodeHandle
             if let Err(e) = system.resume_node(&n).await {
                 return vec![format!("{e:#}")];
             }
-            if let Ok(ProcessState::Dead { .. }) = system.process_state(&n).await {
+            if let Ok(ProcessState::Dead { pid }) = system.process_state(&n).await {
                 if let Err(e) = system.restart_node(&n, &all).await {
                     return vec![format!("{e:#}")];
                 }
+                // Killed by a fault, a crash or the node's reboot: say it was started.
+                tracing::info!(
+                    "{}: {} was not running (pid {pid} gone); started it again",
+                    n.spec.name,
+                    system.describe()
+                );
             }
             exec::unmark(
                 std::slice::from_ref(&n),

@@ -29,6 +29,11 @@ pub struct NodeFaults {
     pub clock: Option<ClockReading>,
     /// The fault markers on the node.
     pub markers: Vec<Marker>,
+    /// Kinds of the network markers whose fault is not in effect: a partition marker
+    /// without our rules, a packet marker without our qdisc or rule. A node that
+    /// rebooted keeps its markers (files) and loses its rules and qdiscs; `fault heal`
+    /// removes such markers.
+    pub stale_markers: Vec<String>,
     /// What could not be read.
     pub errors: Vec<String>,
 }
@@ -71,6 +76,7 @@ pub async fn read<S: System>(system: &S, nodes: &[NodeHandle], lab: bool) -> Vec
             faketime_file: None,
             clock: clocks.iter().find(|c| c.node == name).cloned(),
             markers: Vec::new(),
+            stale_markers: Vec::new(),
             errors: clock_errors
                 .iter()
                 .filter(|e| e.starts_with(&format!("{name}:")) || e.contains(&format!("{name} (")))
@@ -98,6 +104,7 @@ pub async fn read<S: System>(system: &S, nodes: &[NodeHandle], lab: bool) -> Vec
                     .filter(|l| !l.is_empty())
                     .map(String::from)
                     .collect();
+                f.stale_markers = stale(&f);
             }
             Err(e) => f.errors.push(e),
         }
@@ -113,6 +120,20 @@ pub async fn read<S: System>(system: &S, nodes: &[NodeHandle], lab: bool) -> Vec
         out.push(f);
     }
     out
+}
+
+/// The network markers of `f` whose fault the rules and qdiscs read back do not show.
+fn stale(f: &NodeFaults) -> Vec<String> {
+    f.markers
+        .iter()
+        .map(|m| m.fault.file_kind())
+        .filter(|k| match *k {
+            "partition" => f.rules.is_healed(),
+            "packet" => f.packet.is_empty(),
+            _ => false,
+        })
+        .map(String::from)
+        .collect()
 }
 
 /// The state as a fixed-width table, one row per node, then any read errors.
@@ -184,6 +205,14 @@ pub fn render(rows: &[NodeFaults]) -> String {
                 m.since_unix_s,
                 m.controller_pid,
                 m.controller_host
+            );
+        }
+        for k in &r.stale_markers {
+            let _ = writeln!(
+                s,
+                "{}: marker {k}: not in effect (no {} of ours on the node: it rebooted, or they were removed by hand); `splitbrain fault heal` removes the marker",
+                r.node,
+                if k == "partition" { "rule" } else { "qdisc or rule" }
             );
         }
         for e in &r.errors {

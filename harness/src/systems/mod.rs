@@ -146,6 +146,16 @@ pub trait System: Send + Sync + 'static {
     /// (kill, pause, resume) and `fault status` act on it.
     fn pid_file(&self, node: &NodeSpec) -> String;
 
+    /// The shell text [`System::restart_node`] runs on `node`, when a restart is that one
+    /// self-contained command (it must start nothing while the system's process still
+    /// runs). A kill marker carries it, so `splitbrain fault heal` from another
+    /// controller process starts the system again as the run would have. `None`: the
+    /// restart needs the controller (then the heal says what to run instead).
+    fn restart_script(&self, node: &NodeSpec, all: &[NodeSpec]) -> Option<String> {
+        let _ = (node, all);
+        None
+    }
+
     /// Starts the system again on `node` after a kill, keeping its data.
     fn restart_node(
         &self,
@@ -180,18 +190,20 @@ pub trait System: Send + Sync + 'static {
         async { None }
     }
 
-    /// SIGKILLs the system's process on `node` and waits until it is gone.
+    /// SIGKILLs the system's process (and its descendants) on `node` and waits until
+    /// it is gone.
     fn kill_node(&self, node: &NodeHandle) -> impl Future<Output = anyhow::Result<()>> + Send {
         signal(node, self.pid_file(&node.spec), Signal::Kill)
     }
 
-    /// SIGSTOPs the system's process on `node`.
+    /// SIGSTOPs the system's process on `node` and every descendant of it: stopping
+    /// only a parent would leave its workers serving.
     fn pause_node(&self, node: &NodeHandle) -> impl Future<Output = anyhow::Result<()>> + Send {
         signal(node, self.pid_file(&node.spec), Signal::Stop)
     }
 
-    /// SIGCONTs the system's process on `node`; succeeds when there is none (part of
-    /// every heal).
+    /// SIGCONTs the system's process on `node` and its descendants; succeeds when
+    /// there is none (part of every heal).
     fn resume_node(&self, node: &NodeHandle) -> impl Future<Output = anyhow::Result<()>> + Send {
         signal(node, self.pid_file(&node.spec), Signal::Cont)
     }

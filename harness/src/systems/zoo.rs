@@ -265,14 +265,17 @@ impl System for Zoo {
         format!("{}/zoo.pid", Zoo::dir(node))
     }
 
-    async fn restart_node(&self, node: &NodeHandle, all: &[NodeSpec]) -> anyhow::Result<()> {
-        let pid = self.pid_file(&node.spec);
+    fn restart_script(&self, node: &NodeSpec, all: &[NodeSpec]) -> Option<String> {
         // Only when no daemon of ours is alive: a restart never doubles a process.
-        let cmd = format!(
+        Some(format!(
             "if [ -f {p} ] && kill -0 \"$(cat {p})\" 2>/dev/null; then echo 'zoo is still running' >&2; exit 3; fi; {}",
-            self.start_command(&node.spec, all),
-            p = sh_quote(&pid)
-        );
+            self.start_command(node, all),
+            p = sh_quote(&self.pid_file(node))
+        ))
+    }
+
+    async fn restart_node(&self, node: &NodeHandle, all: &[NodeSpec]) -> anyhow::Result<()> {
+        let cmd = self.restart_script(&node.spec, all).unwrap_or_default();
         node.remote
             .exec_ok(&cmd, node.remote.command_timeout())
             .await

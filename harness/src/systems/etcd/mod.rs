@@ -433,13 +433,17 @@ impl System for Etcd {
         format!("{}/etcd.pid", self.dir(node))
     }
 
-    async fn restart_node(&self, node: &NodeHandle, _all: &[NodeSpec]) -> anyhow::Result<()> {
-        let pid = sh_quote(&self.pid_file(&node.spec));
+    fn restart_script(&self, node: &NodeSpec, _all: &[NodeSpec]) -> Option<String> {
+        let pid = sh_quote(&self.pid_file(node));
         // Only when no etcd of ours is alive: a restart never doubles a process.
-        let cmd = format!(
+        Some(format!(
             "if [ -f {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null; then echo 'etcd is still running' >&2; exit 3; fi; {}",
-            self.start_script(&node.spec)
-        );
+            self.start_script(node)
+        ))
+    }
+
+    async fn restart_node(&self, node: &NodeHandle, all: &[NodeSpec]) -> anyhow::Result<()> {
+        let cmd = self.restart_script(&node.spec, all).unwrap_or_default();
         node.remote
             .exec_ok(&cmd, node.remote.command_timeout())
             .await

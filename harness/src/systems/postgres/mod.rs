@@ -224,6 +224,10 @@ impl System for Postgres {
         self.layout(node).pid
     }
 
+    fn restart_script(&self, node: &NodeSpec, _all: &[NodeSpec]) -> Option<String> {
+        Some(node::restart_script(&self.layout(node), node))
+    }
+
     async fn restart_node(&self, node: &NodeHandle, all: &[NodeSpec]) -> anyhow::Result<()> {
         self.remember(all);
         node.remote

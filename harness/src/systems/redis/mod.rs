@@ -362,23 +362,27 @@ impl System for RedisSentinel {
         self.paths(node).redis_pid()
     }
 
-    async fn restart_node(&self, node: &NodeHandle, _all: &[NodeSpec]) -> anyhow::Result<()> {
-        let paths = self.paths(&node.spec);
-        let ft = self.faketime_dir(&node.spec);
+    fn restart_script(&self, node: &NodeSpec, _all: &[NodeSpec]) -> Option<String> {
+        let paths = self.paths(node);
+        let ft = self.faketime_dir(node);
         let alive = |pid: &str| {
             let p = crate::control::sh_quote(pid);
             format!("[ -f {p} ] && kill -0 \"$(cat {p})\" 2>/dev/null")
         };
         // redis-server only when none of ours is alive (a restart never doubles a
         // process), over the config Sentinel may have rewritten; Sentinel too if it died.
-        let cmd = format!(
+        Some(format!(
             "if {}; then echo 'redis-server is still running' >&2; exit 3; fi; {}; \
              if ! {}; then {}; fi",
             alive(&paths.redis_pid()),
             config::start_redis(&paths, ft),
             alive(&paths.sentinel_pid()),
             config::start_sentinel(&paths, ft),
-        );
+        ))
+    }
+
+    async fn restart_node(&self, node: &NodeHandle, all: &[NodeSpec]) -> anyhow::Result<()> {
+        let cmd = self.restart_script(&node.spec, all).unwrap_or_default();
         node.remote
             .exec_ok(&cmd, node.remote.command_timeout())
             .await
