@@ -10,7 +10,7 @@
 //! same for a history file without the reading thread: each scanner reads its own
 //! chunks of the file by offset ([`file`]).
 
-use crate::history::{parse_line, HistoryError};
+use crate::history::{parse_line, HistoryError, Op};
 use crate::scan::{scan_ints, scan_line_at, OpView};
 use std::io::Read;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
@@ -32,15 +32,45 @@ const IN_FLIGHT: usize = 16 << 20;
 /// Threads scanning blocks (besides the reading thread and the caller's).
 pub const SCANNERS: usize = 2;
 
+/// What scanning a block makes, kept with the block's buffers and reused.
+#[derive(Default)]
+struct Scanned {
+    /// The elements of the values that are arrays of integers, read by the scanner.
+    ints: Vec<i64>,
+    /// One per non-blank line, in order.
+    entries: Vec<Entry>,
+    /// The lines outside the scanner's subset, parsed by serde ([`Entry::Slow`]).
+    slow: Vec<Op>,
+}
+
+impl Scanned {
+    /// Empties it, keeping the room (entries need no dropping one by one).
+    fn clear(&mut self) {
+        self.ints.clear();
+        self.entries.clear();
+        self.slow.clear();
+    }
+}
+
 /// A block of whole lines and its entries, in file order; `error` ends the stream.
 struct Batch {
     text: String,
     /// Lines in the block (blank ones included).
     lines: usize,
-    /// The elements of the values that are arrays of integers, read by the scanner.
-    ints: Vec<i64>,
-    entries: Vec<Entry>,
+    out: Scanned,
     error: Option<HistoryError>,
+}
+
+impl Batch {
+    /// A batch that only ends the stream with `error`.
+    fn failed(error: HistoryError) -> Batch {
+        Batch {
+            text: String::new(),
+            lines: 0,
+            out: Scanned::default(),
+            error: Some(error),
+        }
+    }
 }
 
 fn not_utf8() -> HistoryError {
@@ -50,15 +80,15 @@ fn not_utf8() -> HistoryError {
     ))
 }
 
-/// Scans the lines of `text` (whole lines) into `entries`, counting them in
+/// Scans the lines of `text` (whole lines) into `out`, counting them in
 /// `line`, stopping at the first bad line; its error numbers lines from the
 /// block's start (the consumer adds the lines before it).
-fn scan_block(
-    text: &str,
-    line: &mut usize,
-    ints: &mut Vec<i64>,
-    entries: &mut Vec<Entry>,
-) -> Option<HistoryError> {
+fn scan_block(text: &str, line: &mut usize, out: &mut Scanned) -> Option<HistoryError> {
+    let Scanned {
+        ints,
+        entries,
+        slow,
+    } = out;
     entries.reserve(text.len() / 96 + 1);
     let mut at = 0;
     while at < text.len() {
@@ -82,7 +112,10 @@ fn scan_block(
         match scan_ints(l, ints).and_then(|(v, r)| Fast::of(text, &v, r)) {
             Some(fast) => entries.push(Entry::Fast(fast)),
             None => match parse_line(l, *line) {
-                Ok(op) => entries.push(Entry::Slow(Box::new(op))),
+                Ok(op) => {
+                    entries.push(Entry::Slow(slow.len()));
+                    slow.push(op);
+                }
                 Err(e) => return Some(e),
             },
         }
@@ -105,8 +138,7 @@ fn fill<R: Read>(input: &mut R, buf: &mut Vec<u8>, size: usize) -> std::io::Resu
 #[derive(Default)]
 struct Block {
     bytes: Vec<u8>,
-    ints: Vec<i64>,
-    entries: Vec<Entry>,
+    out: Scanned,
 }
 
 /// A block of whole lines as read, or the read error that ends the input.
@@ -115,15 +147,11 @@ type Raw = Result<Block, std::io::Error>;
 /// Scans a block of whole lines. At its first line that is not UTF-8 the batch
 /// ends the stream, with the lines before it scanned as a line reader would.
 fn scan_batch(block: Block) -> Batch {
-    let Block {
-        bytes,
-        mut ints,
-        mut entries,
-    } = block;
+    let Block { bytes, mut out } = block;
     let mut lines = 0;
     let (text, error) = match String::from_utf8(bytes) {
         Ok(text) => {
-            let error = scan_block(&text, &mut lines, &mut ints, &mut entries);
+            let error = scan_block(&text, &mut lines, &mut out);
             (text, error)
         }
         Err(e) => {
@@ -132,14 +160,13 @@ fn scan_batch(block: Block) -> Batch {
             // The good prefix up to the last line boundary before the bad byte.
             let cut = memchr::memrchr(b'\n', &bytes[..bad]).map_or(0, |i| i + 1);
             let text = String::from_utf8_lossy(&bytes[..cut]).into_owned();
-            let error = scan_block(&text, &mut lines, &mut ints, &mut entries);
+            let error = scan_block(&text, &mut lines, &mut out);
             (text, error.or_else(|| Some(not_utf8())))
         }
     };
     Batch {
         text,
-        ints,
-        entries,
+        out,
         lines,
         error,
     }
@@ -168,8 +195,7 @@ fn read_blocks<R: Read>(mut input: R, outs: Vec<SyncSender<Raw>>, spent: Receive
         }
         let largest = (0..pool.len()).max_by_key(|&i| pool[i].bytes.capacity());
         let mut block = largest.map(|i| pool.swap_remove(i)).unwrap_or_default();
-        block.ints.clear();
-        block.entries.clear();
+        block.out.clear();
         let mut buf = std::mem::take(&mut block.bytes);
         buf.clear();
         buf.extend_from_slice(&carry);
@@ -211,13 +237,7 @@ fn read_blocks<R: Read>(mut input: R, outs: Vec<SyncSender<Raw>>, spent: Receive
 fn scan_blocks(blocks: Receiver<Raw>, out: SyncSender<Batch>) {
     for raw in blocks {
         let batch = match raw {
-            Err(e) => Batch {
-                text: String::new(),
-                ints: Vec::new(),
-                entries: Vec::new(),
-                lines: 0,
-                error: Some(HistoryError::Io(e)),
-            },
+            Err(e) => Batch::failed(HistoryError::Io(e)),
             Ok(block) => scan_batch(block),
         };
         let stop = batch.error.is_some();
@@ -242,10 +262,15 @@ fn consume(
         let Ok(batch) = batches[from].recv() else {
             break;
         };
-        for e in &batch.entries {
+        let out = &batch.out;
+        for e in &out.entries {
             match e {
-                Entry::Fast(f) => visit(&f.view(&batch.text, &batch.ints)),
-                Entry::Slow(op) => visit(&OpView::of(op)),
+                Entry::Fast(f) => visit(&f.view(&batch.text, &out.ints)),
+                Entry::Slow(i) => {
+                    if let Some(op) = out.slow.get(*i) {
+                        visit(&OpView::of(op))
+                    }
+                }
             }
         }
         if let Some(mut e) = batch.error {
@@ -258,8 +283,7 @@ fn consume(
         // The reader may be gone (end of input): the buffers are then just freed.
         let _ = spent[from % spent.len()].send(Block {
             bytes: batch.text.into_bytes(),
-            ints: batch.ints,
-            entries: batch.entries,
+            out: batch.out,
         });
     }
     Ok(())

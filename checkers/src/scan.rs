@@ -248,6 +248,7 @@ pub fn scan_ints<'a>(
 /// next line starts. `None` (with `ints` as it was) when the line is anything else,
 /// a blank line included; the caller then splits the line off and trims it as a
 /// line reader does. Whatever it reads, [`scan_ints`] reads on that trimmed line.
+#[inline(always)]
 pub fn scan_line_at<'a>(
     text: &'a str,
     at: usize,

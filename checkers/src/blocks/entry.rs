@@ -1,9 +1,9 @@
 //! What a scanning thread hands the checker's thread per line: [`Entry`], a
 //! scanned line as plain numbers and byte spans into its block (no borrow, no
 //! allocation; 88 bytes, written by one core and read by another, so kept small),
-//! or a line outside the fast subset parsed by serde.
+//! or the index of a line outside the fast subset that serde parsed.
 
-use crate::history::{Op, OpType, Process};
+use crate::history::{OpType, Process};
 use crate::scan::{OpView, ValueRef};
 
 /// A piece of the block's text, by byte offsets.
@@ -48,10 +48,12 @@ pub(super) struct Fast {
     flags: u8,
 }
 
+/// Plain data (no drop glue): a block's entries are emptied in one step.
 pub(super) enum Entry {
     Fast(Fast),
-    /// A line outside the scanner's subset, parsed by serde.
-    Slow(Box<Op>),
+    /// A line outside the scanner's subset, parsed by serde: its index in the
+    /// block's ops.
+    Slow(usize),
 }
 
 /// Where `s` sits in `base`, or `None` when it is not a piece of it.
@@ -75,6 +77,7 @@ fn text(base: &str, s: Span) -> Option<&str> {
 impl Fast {
     /// The entry of a scanned line of `base`; `None` if a field is not a piece of
     /// `base` (then the line takes the serde path) or the block outgrew `u32`.
+    #[inline(always)]
     pub(super) fn of(
         base: &str,
         v: &OpView<'_>,
@@ -135,6 +138,7 @@ impl Fast {
         })
     }
 
+    #[inline(always)]
     pub(super) fn view<'a>(&self, base: &'a str, ints: &'a [i64]) -> OpView<'a> {
         let raw = text(base, self.value).unwrap_or("null");
         let has = |flag: u8| self.flags & flag != 0;

@@ -114,18 +114,11 @@ fn scan_chunks(
     while lo < len {
         pool.extend(spent.try_iter());
         let mut block = pool.pop().unwrap_or_default();
-        block.ints.clear();
-        block.entries.clear();
+        block.out.clear();
         let span = (lo, (lo + chunk).min(len));
         let batch = match read_chunk(file, &mut block.bytes, span, first_step) {
             Ok(()) => scan_batch(block),
-            Err(e) => Batch {
-                text: String::new(),
-                ints: Vec::new(),
-                entries: Vec::new(),
-                lines: 0,
-                error: Some(HistoryError::Io(e)),
-            },
+            Err(e) => Batch::failed(HistoryError::Io(e)),
         };
         let stop = batch.error.is_some();
         if out.send(batch).is_err() || stop {

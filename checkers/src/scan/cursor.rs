@@ -82,6 +82,22 @@ fn has_below(w: u64, n: u8) -> u64 {
     w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS
 }
 
+/// The number spelled by up to nineteen digits from `start` (nineteen always fit a
+/// u64), and where they end. Not inlined: in its own frame the loop keeps the
+/// number in a register (inlined into the large field scanner it was spilled to
+/// the stack on every digit).
+#[inline(never)]
+fn digits(b: &[u8], start: usize) -> (u64, usize) {
+    let mut n: u64 = 0;
+    let mut i = start;
+    let unchecked = b.len().min(start + 19);
+    while i < unchecked && b[i].is_ascii_digit() {
+        n = n * 10 + u64::from(b[i] - b'0');
+        i += 1;
+    }
+    (n, i)
+}
+
 pub(super) struct Cur<'a> {
     pub s: &'a str,
     pub b: &'a [u8],
@@ -183,25 +199,16 @@ impl<'a> Cur<'a> {
     /// An integer without fraction or exponent that serde_json reads as one.
     #[inline(always)]
     pub fn int(&mut self) -> Option<Int> {
-        // The position in a local, so that the digit loop keeps it in a register.
         let b = self.b;
-        let mut i = self.i;
-        let neg = b.get(i) == Some(&b'-');
-        i += usize::from(neg);
-        let start = i;
-        let mut n: u64 = 0;
-        // Nineteen digits always fit a u64; only longer numbers need the checks.
-        let unchecked = b.len().min(start + 19);
-        while i < unchecked && b[i].is_ascii_digit() {
-            n = n * 10 + u64::from(b[i] - b'0');
-            i += 1;
-        }
+        let neg = b.get(self.i) == Some(&b'-');
+        let start = self.i + usize::from(neg);
+        let (mut n, mut i) = digits(b, start);
         while let Some(d @ b'0'..=b'9') = b.get(i) {
             n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
             i += 1;
         }
-        let digits = i - start;
-        if digits == 0 || (digits > 1 && b[start] == b'0') {
+        let count = i - start;
+        if count == 0 || (count > 1 && b[start] == b'0') {
             return None;
         }
         if let Some(b'.' | b'e' | b'E') = b.get(i) {
