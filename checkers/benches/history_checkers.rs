@@ -19,7 +19,7 @@ mod ref_dual_master;
 #[path = "../tests/reference/lost_writes.rs"]
 mod ref_lost_writes;
 
-use checkers::blocks::{for_each_view_file, for_each_view_file_in_chunks, for_each_view_par};
+use checkers::blocks::for_each_view_par;
 use checkers::dual_master::DualMasterChecker;
 use checkers::history::{read_jsonl, JsonlWriter};
 use checkers::lost_writes::SetChecker;
@@ -147,21 +147,18 @@ fn dual_summary(r: &checkers::dual_master::Report) -> String {
 enum Driver {
     /// `scan::for_each_view`.
     OneThread,
-    /// `blocks::for_each_view_par` on a reader (the file behind a `BufReader`).
+    /// `blocks::for_each_view_par` (what `check_jsonl` uses) on the file behind a
+    /// `BufReader`.
     Reader,
-    /// `blocks::for_each_view_file` on the file (what `check_file` uses).
-    File,
 }
 
-/// `chunk`: the file driver's chunk size, when not its default (`--chunk N`).
-fn child(checker: &str, path: &str, ops: u64, chunk: Option<u64>) {
+fn child(checker: &str, path: &str, ops: u64) {
     let open =
         || BufReader::with_capacity(1 << 20, std::fs::File::open(path).expect("history file"));
     let t0 = Instant::now();
     let streaming = [
         (" (streaming, 1 thread)", Driver::OneThread),
         (" (streaming, parallel)", Driver::Reader),
-        (" (streaming, file)", Driver::File),
     ]
     .into_iter()
     .find_map(|(suffix, d)| checker.strip_suffix(suffix).map(|n| (n, d)));
@@ -170,13 +167,6 @@ fn child(checker: &str, path: &str, ops: u64, chunk: Option<u64>) {
         // The drivers feed the same checker the same entries in the same order.
         let drive = |visit: &mut dyn FnMut(&OpView<'_>)| {
             let r = match driver {
-                Driver::File => {
-                    let f = std::fs::File::open(path).expect("history file");
-                    match chunk {
-                        Some(c) => for_each_view_file_in_chunks(&f, c, |op| visit(op)),
-                        None => for_each_view_file(&f, |op| visit(op)),
-                    }
-                }
                 Driver::Reader => for_each_view_par(open(), |op| visit(op)),
                 Driver::OneThread => for_each_view(open(), |op| visit(op)),
             };
@@ -266,7 +256,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     if let (Some(c), Some(p)) = (get("--child"), get("--path")) {
-        child(&c, &p, ops, get("--chunk").and_then(|s| s.parse().ok()));
+        child(&c, &p, ops);
         return;
     }
     // `--keep PATH` writes the history there and leaves it (for profiling a child).
@@ -284,21 +274,17 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("own path");
     for c in [
-        "reading + scanning only (streaming, file)",
         "reading + scanning only (streaming, parallel)",
         "reading + scanning only (streaming, 1 thread)",
-        "lost-writes (streaming, file)",
         "lost-writes (streaming, parallel)",
         "lost-writes (streaming, 1 thread)",
         "lost-writes (in memory, before)",
         "lost-writes (in memory, after)",
-        "dual-master (streaming, file)",
         "dual-master (streaming, parallel)",
         "dual-master (streaming, 1 thread)",
         "dual-master (in memory, before)",
         "dual-master (in memory, after)",
         "availability (in memory)",
-        "all three, one pass (streaming, file)",
         "all three, one pass (streaming, parallel)",
     ] {
         let st = Command::new(&exe)

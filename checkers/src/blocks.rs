@@ -6,9 +6,7 @@
 //! each line's [`OpView`] to the checker. Reading and scanning overlap the checker's
 //! own work, and the checker still sees every entry in order, so its
 //! results are those of the one-thread [`crate::scan::for_each_view`]: same line
-//! numbering, same first-error stop, same errors. [`for_each_view_file`] does the
-//! same for a history file without the reading thread: each scanner reads its own
-//! chunks of the file by offset ([`file`]).
+//! numbering, same first-error stop, same errors.
 
 use crate::history::{parse_line, HistoryError, Op};
 use crate::scan::{scan_ints, scan_line_at, OpView};
@@ -16,7 +14,6 @@ use std::io::Read;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
 mod entry;
-mod file;
 
 use entry::{Entry, Fast};
 
@@ -249,17 +246,15 @@ fn scan_blocks(blocks: Receiver<Raw>, out: SyncSender<Batch>) {
 
 /// Takes the scanners' batches in the order the blocks were dealt, numbering
 /// their lines on from the blocks before, and hands the buffers back.
-/// `spent[i]` takes back the buffers of `batches[i]`'s blocks.
 fn consume(
     batches: Vec<Receiver<Batch>>,
-    spent: &[Sender<Block>],
+    spent: Sender<Block>,
     visit: &mut impl FnMut(&OpView<'_>),
 ) -> Result<(), HistoryError> {
     let mut before = 0;
     for turn in 0.. {
-        let from = turn % batches.len();
         // A scanner that hangs up on its turn got no further block: the end.
-        let Ok(batch) = batches[from].recv() else {
+        let Ok(batch) = batches[turn % batches.len()].recv() else {
             break;
         };
         let out = &batch.out;
@@ -281,7 +276,7 @@ fn consume(
         }
         before += batch.lines;
         // The reader may be gone (end of input): the buffers are then just freed.
-        let _ = spent[from % spent.len()].send(Block {
+        let _ = spent.send(Block {
             bytes: batch.text.into_bytes(),
             out: batch.out,
         });
@@ -310,67 +305,14 @@ pub fn for_each_view_par<R: Read + Send>(
         let (spent_tx, spent_rx) = channel();
         s.spawn(move || read_blocks(input, to_scan, spent_rx));
         // Returning early drops the receivers: each thread stops at its next send.
-        consume(scanned, &[spent_tx], &mut visit)
+        consume(scanned, spent_tx, &mut visit)
     })
-}
-
-/// [`for_each_view_par`] for a history file (same entries, order and errors):
-/// when it is a regular file, the scanning threads read their own chunks of it
-/// with positioned reads (no reading thread, no copy between threads; see
-/// [`file`]); anything else (a pipe, a terminal) goes through
-/// [`for_each_view_par`]. A regular file is read as long as it was when this
-/// began.
-pub fn for_each_view_file(
-    file: &std::fs::File,
-    visit: impl FnMut(&OpView<'_>),
-) -> Result<(), HistoryError> {
-    for_each_view_file_in_chunks(file, file::CHUNK, visit)
-}
-
-/// [`for_each_view_file`] with chunks of `chunk` bytes instead of 1 MiB (the tests
-/// cut every line with tiny chunks; any size gives the same result).
-pub fn for_each_view_file_in_chunks(
-    file: &std::fs::File,
-    chunk: u64,
-    mut visit: impl FnMut(&OpView<'_>),
-) -> Result<(), HistoryError> {
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return for_each_view_par(file, visit);
-    }
-    file::for_each_view_chunks(file, meta.len(), chunk, &mut visit)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::scan::for_each_view;
-
-    /// The file driver's reading of `text` (written to a file of its own) in
-    /// chunks of each size in `chunks`, which must all agree.
-    fn from_file(text: &[u8], chunks: &[u64]) -> Result<Vec<String>, String> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static FILES: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "checkers-blocks-{}-{}.jsonl",
-            std::process::id(),
-            FILES.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::write(&path, text).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        for &chunk in chunks {
-            let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-            let mut seen = Vec::new();
-            let r = for_each_view_file_in_chunks(&file, chunk, |v| seen.push(show(v)));
-            out.push(r.map(|()| seen).map_err(|e| e.to_string()));
-        }
-        let _ = std::fs::remove_file(&path);
-        let first = out.first().cloned().unwrap_or(Ok(Vec::new()));
-        for (r, chunk) in out.iter().zip(chunks) {
-            assert_eq!(r, &first, "chunks of {chunk} bytes");
-        }
-        first
-    }
 
     fn show(v: &OpView<'_>) -> String {
         format!(
@@ -389,7 +331,6 @@ mod tests {
     }
 
     fn both(text: &[u8]) -> (Result<Vec<String>, String>, Result<Vec<String>, String>) {
-        let file = from_file(text, &[file::CHUNK, 65537, 4099]);
         let run = |par: bool| {
             let mut seen = Vec::new();
             let mut visit = |v: &OpView<'_>| seen.push(show(v));
@@ -400,12 +341,7 @@ mod tests {
             };
             r.map(|()| seen).map_err(|e| e.to_string())
         };
-        let par = run(true);
-        assert_eq!(
-            file, par,
-            "the file driver reads what the reader driver reads"
-        );
-        (par, run(false))
+        (run(true), run(false))
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! in-memory history. The report (the sweep over runs of master observations,
 //! intervals, what each master accepted and lost) is [`intervals`]'s.
 
-use crate::blocks::{for_each_view_file, for_each_view_par};
+use crate::blocks::for_each_view_par;
 use crate::compact::{FastHash, FastMap, Interner, ProcessMap};
 use crate::history::{HistoryError, Op, OpType, Process};
 use crate::scan::{OpView, ValueRef};
@@ -329,14 +329,6 @@ pub fn check(history: &[Op]) -> Report {
 pub fn check_jsonl<R: Read + Send>(input: R) -> Result<Report, HistoryError> {
     let mut c = DualMasterChecker::new();
     for_each_view_par(input, |op| c.observe(op))?;
-    Ok(c.finish())
-}
-
-/// [`check_jsonl`] on a history file: its scanning threads read the file's chunks
-/// themselves ([`for_each_view_file`]), the faster way for a regular file.
-pub fn check_file(file: &std::fs::File) -> Result<Report, HistoryError> {
-    let mut c = DualMasterChecker::new();
-    for_each_view_file(file, |op| c.observe(op))?;
     Ok(c.finish())
 }
 

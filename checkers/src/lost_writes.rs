@@ -18,7 +18,7 @@
 //! few words (flags, acknowledgement, which reads held it), per final read the
 //! element slots it held; never the ops. [`check`] feeds it an in-memory history.
 
-use crate::blocks::{for_each_view_file, for_each_view_par};
+use crate::blocks::for_each_view_par;
 use crate::compact::{FastMap, Interner, ProcessMap, Smallest, NONE};
 use crate::history::{HistoryError, Op, OpType, Process};
 use crate::scan::OpView;
@@ -460,14 +460,6 @@ pub fn check(history: &[Op]) -> SetReport {
 pub fn check_jsonl<R: Read + Send>(input: R) -> Result<SetReport, HistoryError> {
     let mut c = SetChecker::new();
     for_each_view_par(input, |op| c.observe(op))?;
-    Ok(c.finish())
-}
-
-/// [`check_jsonl`] on a history file: its scanning threads read the file's chunks
-/// themselves ([`for_each_view_file`]), the faster way for a regular file.
-pub fn check_file(file: &std::fs::File) -> Result<SetReport, HistoryError> {
-    let mut c = SetChecker::new();
-    for_each_view_file(file, |op| c.observe(op))?;
     Ok(c.finish())
 }
 

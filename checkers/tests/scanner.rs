@@ -5,12 +5,12 @@
 //! or doubled characters, repeated fields). Whenever the scanner reads a line it
 //! must read exactly what serde reads, integer lists included; otherwise it must
 //! step aside and leave the caller's buffer as it was. Whole histories of such
-//! lines must stream through the one-thread, the parallel and the file driver (in
-//! chunks of any size) as the serde reader reads them, errors included; and a line
+//! lines must stream through the one-thread and the parallel driver as the serde
+//! reader reads them, errors included; and a line
 //! read where it stands in a block (`scan_line_at`) must be read exactly as the line
 //! reader's cut and trimmed line, or not at all.
 
-use checkers::blocks::{for_each_view_file_in_chunks, for_each_view_par};
+use checkers::blocks::for_each_view_par;
 use checkers::history::{parse_line, read_jsonl};
 use checkers::scan::{for_each_view, scan_ints, scan_line_at, OpView, ValueRef};
 use checkers::Op;
@@ -217,26 +217,6 @@ fn damage(mut text: String, edits: &[Edit]) -> String {
     text
 }
 
-/// Runs `read` on a file holding `text` (a file of its own, removed after).
-fn in_file<T>(
-    text: &str,
-    read: impl FnOnce(&std::fs::File) -> Result<T, checkers::history::HistoryError>,
-) -> Result<T, checkers::history::HistoryError> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static FILES: AtomicU64 = AtomicU64::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "checkers-scanner-{}-{}.jsonl",
-        std::process::id(),
-        FILES.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::write(&path, text)?;
-    let out = std::fs::File::open(&path)
-        .map_err(Into::into)
-        .and_then(|f| read(&f));
-    let _ = std::fs::remove_file(&path);
-    out
-}
-
 /// The scanner's reading of `text` equals serde's, or it stepped aside cleanly.
 fn agrees(text: &str) -> Result<bool, TestCaseError> {
     let mut buf = vec![11, -7];
@@ -360,10 +340,9 @@ proptest! {
     }
 
     #[test]
-    fn every_driver_streams_what_the_serde_reader_reads(
+    fn both_drivers_stream_what_the_serde_reader_reads(
         lines in prop::collection::vec((fields(), any::<bool>(), edits()), 1..12),
         blank in any::<bool>(),
-        chunk in prop_oneof![1u64..8, 8u64..300, Just(1u64 << 20)],
     ) {
         let mut text = String::new();
         for (f, spaced, e) in lines {
@@ -384,16 +363,10 @@ proptest! {
             .map(|()| std::mem::take(&mut seen))
             .map_err(|e| e.to_string());
         let par = for_each_view_par(text.as_bytes(), |v| seen.push((v.index, v.f.to_string(), v.value.to_value())))
-            .map(|()| std::mem::take(&mut seen))
+            .map(|()| seen)
             .map_err(|e| e.to_string());
-        let file = in_file(&text, |f| {
-            for_each_view_file_in_chunks(f, chunk, |v| seen.push((v.index, v.f.to_string(), v.value.to_value())))
-        })
-        .map(|()| seen)
-        .map_err(|e| e.to_string());
         prop_assert_eq!(&one, &want);
         prop_assert_eq!(&par, &want);
-        prop_assert_eq!(&file, &want, "chunks of {} bytes", chunk);
     }
 }
 

@@ -2,8 +2,8 @@
 //! implementations they replaced (kept verbatim in `tests/reference/`): on random
 //! histories — interleaved processes, keys, failed and indeterminate ops, orphan
 //! completions, malformed values, final reads, role observations, out-of-order
-//! times — `check(&[Op])`, `check_jsonl` and (one case in five) `check_file` must
-//! all give the reference's report exactly. And the line scanner's fast path must agree with the serde parse on
+//! times — `check(&[Op])` and `check_jsonl` must both give the reference's report
+//! exactly. And the line scanner's fast path must agree with the serde parse on
 //! random lines, or step aside.
 
 #[path = "reference/dual_master.rs"]
@@ -220,16 +220,6 @@ fn streaming_checkers_agree_with_the_in_memory_ones_on_random_histories() {
         let streamed = lost_writes::check_jsonl(text.as_bytes()).expect("history parses");
         let streamed = serde_json::to_value(streamed).expect("report");
         assert_eq!(streamed, want, "case {case}: set checker streamed\n{text}");
-        // One case in five also from a file, by the file driver.
-        let file = (case % 5 == 0).then(|| TempHistory::new(&text));
-        if let Some(f) = &file {
-            let from_file = lost_writes::check_file(&f.open()).expect("history parses");
-            let from_file = serde_json::to_value(from_file).expect("report");
-            assert_eq!(
-                from_file, want,
-                "case {case}: set checker from a file\n{text}"
-            );
-        }
         lost += usize::from(want["lost_count"].as_u64() > Some(0));
         unknown += usize::from(want["valid"] == "unknown");
 
@@ -239,14 +229,6 @@ fn streaming_checkers_agree_with_the_in_memory_ones_on_random_histories() {
         let streamed = dual_master::check_jsonl(text.as_bytes()).expect("history parses");
         let streamed = serde_json::to_value(streamed).expect("report");
         assert_eq!(streamed, want, "case {case}: dual-master streamed\n{text}");
-        if let Some(f) = &file {
-            let from_file = dual_master::check_file(&f.open()).expect("history parses");
-            let from_file = serde_json::to_value(from_file).expect("report");
-            assert_eq!(
-                from_file, want,
-                "case {case}: dual-master from a file\n{text}"
-            );
-        }
         dual += usize::from(!want["intervals"].as_array().is_none_or(Vec::is_empty));
     }
     // The comparison proves little unless the interesting outcomes are common.
@@ -277,50 +259,11 @@ fn streaming_stops_at_the_first_bad_line_with_the_readers_error() {
         assert!(want.starts_with("line 3"), "{want}");
         let got = dual_master::check_jsonl(text.as_bytes()).expect_err("bad line");
         assert_eq!(got.to_string(), want);
-        let f = TempHistory::new(&text);
-        let got = lost_writes::check_file(&f.open()).expect_err("bad line");
-        assert_eq!(got.to_string(), want);
-        let got = dual_master::check_file(&f.open()).expect_err("bad line");
-        assert_eq!(got.to_string(), want);
     }
     let invalid_utf8 = [good.as_bytes(), b"\n{\"f\":\"\xff\"}\n"].concat();
     let want = checkers::history::read_jsonl(&invalid_utf8[..]).expect_err("not utf-8");
     let got = lost_writes::check_jsonl(&invalid_utf8[..]).expect_err("not utf-8");
     assert_eq!(got.to_string(), want.to_string());
-    let f = TempHistory::new_bytes(&invalid_utf8);
-    let got = dual_master::check_file(&f.open()).expect_err("not utf-8");
-    assert_eq!(got.to_string(), want.to_string());
-}
-
-/// A history written to a file of its own, removed when dropped.
-struct TempHistory(std::path::PathBuf);
-
-impl TempHistory {
-    fn new(text: &str) -> TempHistory {
-        TempHistory::new_bytes(text.as_bytes())
-    }
-
-    fn new_bytes(bytes: &[u8]) -> TempHistory {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static FILES: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "checkers-streaming-{}-{}.jsonl",
-            std::process::id(),
-            FILES.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::write(&path, bytes).expect("writing a temporary history");
-        TempHistory(path)
-    }
-
-    fn open(&self) -> std::fs::File {
-        std::fs::File::open(&self.0).expect("opening a temporary history")
-    }
-}
-
-impl Drop for TempHistory {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// A random line: the known fields in any order, sometimes missing, repeated or of a
