@@ -79,6 +79,24 @@ pub type FastMap<K, V> = HashMap<K, V, FastHash>;
 /// The id standing for "no name".
 pub const NONE: u32 = u32::MAX;
 
+/// `a == b`, without a library call for the short names histories use (node and
+/// key names of up to eight bytes are compared as one word each).
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 8 {
+        return a == b;
+    }
+    let word = |s: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..s.len()].copy_from_slice(s);
+        u64::from_le_bytes(w)
+    };
+    word(a) == word(b)
+}
+
 /// Names to dense ids, first seen first; remembers the last name looked up, since
 /// consecutive ops mostly share their key and node.
 #[derive(Default)]
@@ -92,7 +110,11 @@ impl Interner {
     /// The id of `name`, assigning the next one if it is new.
     pub fn id(&mut self, name: &str) -> u32 {
         if let Some(last) = self.last {
-            if *self.names[last as usize] == *name {
+            if self
+                .names
+                .get(last as usize)
+                .is_some_and(|n| same(n.as_bytes(), name.as_bytes()))
+            {
                 return last;
             }
         }
@@ -206,5 +228,43 @@ impl Smallest {
     pub fn into(self, count: &mut usize, examples: &mut Vec<i64>) {
         *count += self.n;
         examples.extend(self.heap.into_sorted_vec());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_of_every_length_keep_their_ids() {
+        let names = [
+            "",
+            "n",
+            "n1",
+            "n2",
+            "n12345678",
+            "n1234567",
+            "n1234568",
+            "set",
+            "sets",
+            "s\u{e9}t",
+            "a-much-longer-key-name",
+            "a-much-longer-key-namf",
+        ];
+        let mut i = Interner::default();
+        let ids: Vec<u32> = names.iter().map(|n| i.id(n)).collect();
+        assert_eq!(ids, (0..names.len() as u32).collect::<Vec<_>>());
+        // Again, in an order where the remembered last name is a near miss.
+        for (k, n) in names.iter().enumerate().rev() {
+            assert_eq!(i.id(n), k as u32, "{n:?}");
+            assert_eq!(i.id(n), k as u32, "{n:?} twice");
+        }
+        for a in names {
+            for b in names {
+                assert_eq!(same(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+            }
+        }
+        assert_eq!(i.name(3), Some("n2"));
+        assert_eq!(i.opt(None), NONE);
     }
 }
