@@ -11,6 +11,11 @@
 //!   `splitbrain fault heal` from a new process names that pause and resumes the
 //!   process; no marker and no rule remain.
 //!
+//! - The same for Redis + Sentinel (a system the `fault` command does not know): the
+//!   pause marker names redis-server's pid file, and `fault heal` from a new process
+//!   resumes redis-server and every descendant of it; no process of the system on the
+//!   node is left stopped, and no marker is left.
+//!
 //! After the first and the last, no rule of ours (partition or packet loss chain), no
 //! zoo process and no fault marker is left on any node. Needs root (skips otherwise; fails under
 //! `CI=true`); holds the lab lock and takes the lab down at the end, also on failure.
@@ -323,4 +328,149 @@ fn panic_in_the_run_body_still_heals_and_tears_down() {
         "heal after the panic: {stderr}"
     );
     assert_nothing_left("after a panic in the run body");
+}
+
+/// The state letters (`/proc/PID/stat`) of every process in lab node `node`'s network
+/// namespace but its sshd: `(pid, comm, state)`.
+fn namespace_states(node: &str) -> Vec<(u32, String, String)> {
+    let out = Command::new("ip")
+        .args(["netns", "pids", &format!("sb-{node}")])
+        .output()
+        .expect("ip netns pids");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (head, tail) = stat.rsplit_once(") ")?;
+            let comm = head.split_once(" (")?.1.to_string();
+            let state = tail.get(..1)?.to_string();
+            (comm != "sshd").then_some((pid, comm, state))
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_during_a_redis_pause_then_fault_heal_resumes_every_process() {
+    let Some(_g) = lab_support::guard("fault_sigint_lab redis") else {
+        return;
+    };
+    let began = Instant::now();
+    let results = tempfile::tempdir().unwrap();
+    let child = Command::new(splitbrain())
+        .env(lab::LOCK_HELD_ENV, "1")
+        .args([
+            "test",
+            "--system",
+            "redis-sentinel",
+            "--workload",
+            "set",
+            "--nemesis",
+            "pause",
+            "--nemesis-interval",
+            "8s",
+            "--time-limit",
+            "60s",
+            "--seed",
+            "4",
+        ])
+        .arg("--results-dir")
+        .arg(results.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(results.path().join("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    let controller = child.id();
+    let mut guard = Child(Some(child));
+    let history = results.path().join("latest/history.jsonl");
+    let t = Instant::now();
+    let started: serde_json::Value = loop {
+        let text = std::fs::read_to_string(&history).unwrap_or_default();
+        if let Some(l) = text
+            .lines()
+            .find(|l| l.contains("\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"start-pause\""))
+        {
+            break serde_json::from_str(l).unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(240), "no pause started");
+        exited_early(&mut guard, results.path());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let targets: Vec<String> = started["value"]["targets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("targets in {started}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(!targets.is_empty(), "{started}");
+    for n in &targets {
+        let file = format!("{}/work/{n}/faults/pause.json", lab::DEFAULT_STATE_DIR);
+        let m: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}")),
+        )
+        .unwrap();
+        assert_eq!(m["fault"]["system"], "redis-sentinel sentinel", "{m}");
+        let pid_file = format!("{}/work/{n}/redis/redis.pid", lab::DEFAULT_STATE_DIR);
+        assert_eq!(m["fault"]["pid_file"], pid_file.as_str(), "{m}");
+        assert_eq!(m["controller_pid"], controller, "{m}");
+        // redis-server and its descendants are stopped; Sentinel is not paused (it
+        // is the failover tooling, not the data process).
+        let server: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let states = namespace_states(n);
+        let stopped: Vec<&(u32, String, String)> =
+            states.iter().filter(|(_, _, s)| s == "T").collect();
+        assert!(
+            stopped.iter().any(|(p, _, _)| *p == server),
+            "{n}: redis-server {server} not stopped: {states:?}"
+        );
+        assert!(
+            stopped
+                .iter()
+                .all(|(_, c, _)| c.starts_with("redis-server")),
+            "{n}: only redis-server (and its forks) is paused: {states:?}"
+        );
+    }
+    let mut child = guard.0.take().unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    let (code, out, err) = lab_support::fault(&["heal"]);
+    assert_eq!(code, 0, "fault heal: {out}{err}");
+    for n in &targets {
+        assert!(
+            out.contains(&format!(
+                "undone: {n}: pause of redis-sentinel sentinel, applied at "
+            )),
+            "{out}"
+        );
+        let states = namespace_states(n);
+        assert!(
+            states.iter().any(|(_, c, _)| c.starts_with("redis-server"))
+                && states
+                    .iter()
+                    .any(|(_, c, _)| c.starts_with("redis-sentinel")),
+            "{n}: redis-server and redis-sentinel still run: {states:?}"
+        );
+        assert!(
+            states.iter().all(|(_, _, s)| s != "T"),
+            "{n}: a process is still stopped after the heal: {states:?}"
+        );
+    }
+    for i in 1..=lab_support::NODES {
+        let dir = format!("{}/work/n{i}/faults", lab::DEFAULT_STATE_DIR);
+        assert!(
+            !std::path::Path::new(&dir).exists(),
+            "{dir} left after heal"
+        );
+    }
+    assert_eq!(our_rules(), Vec::<String>::new(), "rules left");
+    eprintln!(
+        "fault_sigint_lab redis: paused {targets:?}, healed; {:.1}s with the lab lock held",
+        began.elapsed().as_secs_f64()
+    );
+    // The killed controller could not tear Redis down: the guard's `lab down` stops
+    // every process in the namespaces.
 }
