@@ -80,21 +80,16 @@ pub type FastMap<K, V> = HashMap<K, V, FastHash>;
 pub const NONE: u32 = u32::MAX;
 
 /// `a == b`, without a library call for the short names histories use (node and
-/// key names of up to eight bytes are compared as one word each).
+/// key names of up to sixteen bytes are compared byte by byte in place).
 #[inline(always)]
 fn same(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    if a.len() > 8 {
+    if a.len() > 16 {
         return a == b;
     }
-    let word = |s: &[u8]| {
-        let mut w = [0u8; 8];
-        w[..s.len()].copy_from_slice(s);
-        u64::from_le_bytes(w)
-    };
-    word(a) == word(b)
+    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Names to dense ids, first seen first; remembers the last name looked up, since
