@@ -122,7 +122,7 @@ struct KeyState {
 
 impl KeyState {
     /// The slot of `value`, made on first sight.
-    #[inline]
+    #[inline(always)]
     fn slot(&mut self, value: i64) -> usize {
         if let Some(&s) = usize::try_from(value).ok().and_then(|i| self.dense.get(i)) {
             if s != 0 {
@@ -175,17 +175,23 @@ impl KeyState {
     fn add_final(&mut self, node: String, values: &[i64]) {
         // Generations count final reads; 4 billion of them would be a 100 GB history.
         let gen = self.finals.len() as u32 + 1;
-        let mut held: Vec<u64> = Vec::new();
+        // A bit for every element so far; elements first seen in this read grow it.
+        let mut held: Vec<u64> = vec![0; self.elems.len().div_ceil(64)];
         for &v in values {
             let s = self.slot(v);
-            let f = &mut self.in_finals[s];
+            let Some(f) = self.in_finals.get_mut(s) else {
+                continue;
+            };
             if f.last != gen {
                 f.last = gen;
                 f.count += 1;
-                if s / 64 >= held.len() {
-                    held.resize((s / 64 + 1).max(self.elems.len().div_ceil(64)), 0);
+                match held.get_mut(s / 64) {
+                    Some(w) => *w |= 1 << (s % 64),
+                    None => {
+                        held.resize(s / 64 + 1, 0);
+                        held[s / 64] |= 1 << (s % 64);
+                    }
                 }
-                held[s / 64] |= 1 << (s % 64);
             }
         }
         self.finals.push((node, held));
