@@ -206,6 +206,10 @@ pub struct DualMasterChecker {
     /// The written values that are no integers, by [`Write::value`].
     others: Vec<Value>,
     finals: FastMap<u32, Finals>,
+    /// Every distinct (epoch, node id) of an attributed write, and the last one
+    /// added (consecutive writes mostly share both).
+    epoch_nodes: HashSet<(u64, u32), FastHash>,
+    last_epoch_node: Option<(u64, u32)>,
     scratch: Vec<i64>,
 }
 
@@ -256,6 +260,11 @@ impl DualMasterChecker {
                     f: f as u8,
                     flags,
                 };
+                let pair = write.epoch().map(|e| (e, write.node));
+                if pair.is_some() && pair != self.last_epoch_node {
+                    self.epoch_nodes.extend(pair);
+                    self.last_epoch_node = pair;
+                }
                 self.writes.push(write);
             }
             _ => {

@@ -5,10 +5,9 @@
 //! in which two nodes acknowledged writes.
 
 use super::{
-    DualMasterChecker, Interval, Kind, Obs, Report, SameEpochAcks, Side, Write, WriteRef,
+    DualMasterChecker, Finals, Interval, Kind, Obs, Report, SameEpochAcks, Side, Write, WriteRef,
     KEEP_WRITES, OTHER_VALUE, WRITE_FNS,
 };
-use crate::compact::{FastHash, FastMap};
 use crate::verdict::Validity;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -75,11 +74,14 @@ impl DualMasterChecker {
             .and_then(|i| self.others.get(i))
     }
 
-    fn lost(&self, w: &Write) -> bool {
-        matches!(WRITE_FNS[w.f as usize], "add" | "append")
-            && self
-                .finals
-                .get(&w.key)
+    /// Whether `w` is absent from every final read of its key; `finals` holds each
+    /// key id's final reads.
+    fn lost(&self, w: &Write, finals: &[Option<&Finals>]) -> bool {
+        matches!(WRITE_FNS.get(w.f as usize), Some(&("add" | "append")))
+            && finals
+                .get(w.key as usize)
+                .copied()
+                .flatten()
                 .is_some_and(|s| match self.value(w) {
                     None => !s.contains_int(w.value),
                     Some(v) => !s.contains_other(v),
@@ -124,6 +126,10 @@ impl DualMasterChecker {
                 }
             }
         }
+        // Each key id's final reads, looked up once rather than per write.
+        let finals: Vec<Option<&Finals>> = (0..self.keys.len() as u32)
+            .map(|k| self.finals.get(&k))
+            .collect();
         let mut intervals = Vec::new();
         for (start, end, members) in segments {
             let mut sides: BTreeMap<&str, (u32, Side)> = BTreeMap::new();
@@ -153,18 +159,24 @@ impl DualMasterChecker {
                     }
                 }
             }
-            let mut by_node: FastMap<u32, &mut Side> =
-                sides.values_mut().map(|(id, s)| (*id, s)).collect();
+            // Each node id's side, by position (node ids are dense).
+            let mut by_node: Vec<Option<&mut Side>> = Vec::new();
+            by_node.resize_with(self.nodes.len(), || None);
+            for (id, side) in sides.values_mut() {
+                if let Some(slot) = by_node.get_mut(*id as usize) {
+                    *slot = Some(side);
+                }
+            }
             for w in &self.writes {
                 if w.end < start || w.start > end {
                     continue;
                 }
-                if let Some(side) = by_node.get_mut(&w.node) {
+                if let Some(Some(side)) = by_node.get_mut(w.node as usize) {
                     side.writes_accepted += 1;
                     if side.writes.len() < KEEP_WRITES {
                         side.writes.push(self.write_ref(w));
                     }
-                    if self.lost(w) {
+                    if self.lost(w, &finals) {
                         side.writes_lost += 1;
                         if side.lost.len() < KEEP_WRITES {
                             side.lost.push(self.write_ref(w));
@@ -195,18 +207,8 @@ impl DualMasterChecker {
                 masters,
             });
         }
-        // The distinct (epoch, node) pairs first: consecutive writes mostly share both.
-        let mut pairs: HashSet<(u64, u32), FastHash> = HashSet::default();
-        let mut last = None;
-        for w in &self.writes {
-            let pair = w.epoch().map(|e| (e, w.node));
-            if pair.is_some() && pair != last {
-                pairs.extend(pair);
-                last = pair;
-            }
-        }
         let mut by_epoch: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
-        for (e, node) in pairs {
+        for &(e, node) in &self.epoch_nodes {
             by_epoch.entry(e).or_default().insert(name(node));
         }
         let same_epoch_acks: Vec<SameEpochAcks> = by_epoch
