@@ -33,6 +33,7 @@ pub use local::LocalExec;
 pub use options::{home_dir, SshOptions, StrictHostKeyChecking};
 pub use quote::{sh_quote, Cmd};
 pub use ssh::{ReconnectStats, Session};
+pub use transfer::{upload_unless_identical, Upload};
 
 /// Most bytes kept of one command's stdout or stderr; more is an error, not a silent cut.
 pub const MAX_OUTPUT: usize = 64 << 20;

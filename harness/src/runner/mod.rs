@@ -147,6 +147,7 @@ async fn run_in<S: System>(
     let system = Arc::new(system);
     eprintln!("splitbrain: connecting to {} nodes", cfg.nodes.len());
     let handles = connect_all(&cfg, ssh).await?;
+    tracing::info!(stage = "connected", "run stage");
     let mut environment = crate::report::environment::collect(
         &handles,
         cfg.seed,
@@ -158,6 +159,7 @@ async fn run_in<S: System>(
     )
     .await;
     environment.notes = system.notes();
+    tracing::info!(stage = "environment", "run stage");
     for n in &environment.notes {
         eprintln!("splitbrain: warning: {n}");
         tracing::warn!("{n}");
@@ -178,14 +180,24 @@ async fn run_in<S: System>(
     // Always: heal every node (retrying a node that is down for a while), fetch
     // logs, stop the system.
     let heal_errors = heal::heal_with_retries(&system, &handles, heal::EXIT_HEAL_BUDGET).await;
+    tracing::info!(stage = "exit-heal", "run stage");
     for e in &heal_errors {
         eprintln!("splitbrain: warning: heal failed on {e}");
     }
     collect_logs(system.as_ref(), &handles, &dir).await;
+    tracing::info!(stage = "logs-collected", "run stage");
     if !cfg.leave_db_running {
+        // Every node at once: a daemon can take seconds to stop.
+        let mut down = tokio::task::JoinSet::new();
         for h in &handles {
-            if let Err(e) = system.teardown_node(h).await {
-                eprintln!("splitbrain: warning: {e:#}");
+            let (system, h) = (system.clone(), h.clone());
+            down.spawn(async move { system.teardown_node(&h).await });
+        }
+        while let Some(r) = down.join_next().await {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("splitbrain: warning: {e:#}"),
+                Err(e) => eprintln!("splitbrain: warning: teardown task failed: {e}"),
             }
         }
     }
@@ -194,6 +206,7 @@ async fn run_in<S: System>(
             s.close().await;
         }
     }
+    tracing::info!(stage = "torn-down", "run stage");
     let (stats, faults, final_read_failures, interrupted) =
         body.map_err(|e| explain(e, &dir, heal_errors.len(), cfg.leave_db_running))?;
     eprintln!("splitbrain: checking the history");
@@ -221,6 +234,7 @@ async fn run_in<S: System>(
         environment,
     };
     dir.write_json("results.json", &results)?;
+    tracing::info!(stage = "checked", "run stage");
     crate::report::after_run(&dir.path);
     tracing::info!(valid = %results.valid, "run finished");
     Ok(RunOutcome { dir, results })
@@ -265,6 +279,7 @@ async fn run_body<S: System>(
         "clearing old fault rules: {}",
         stale.join("; ")
     );
+    tracing::info!(stage = "stale-faults-cleared", "run stage");
     eprintln!(
         "splitbrain: setting up {} on {} nodes",
         system.describe(),
@@ -278,7 +293,9 @@ async fn run_body<S: System>(
     while let Some(r) = set.join_next().await {
         r.context("setup task failed")??;
     }
+    tracing::info!(stage = "set-up", "run stage");
     system.await_ready(&specs, Duration::from_secs(30)).await?;
+    tracing::info!(stage = "ready", "run stage");
     let supervisor = Supervisor::start(&system, handles);
 
     let start = Instant::now();
@@ -446,6 +463,7 @@ async fn run_body<S: System>(
             }
         }
         final_read_failures.sort();
+        tracing::info!(stage = "final-reads", "run stage");
     }
     supervisor.finish().await;
     progress.finish();
