@@ -316,7 +316,7 @@ mod tests {
 
     fn show(v: &OpView<'_>) -> String {
         format!(
-            "{} {} {:?} {:?} {} {:?} {:?} {} {:?} {:?}",
+            "{} {} {:?} {:?} {} {:?} {:?} {} {:?} {:?} {:?} {:?}",
             v.index,
             v.time,
             v.process,
@@ -326,7 +326,9 @@ mod tests {
             v.node,
             v.value.to_value(),
             v.acked_by,
-            v.epoch
+            v.epoch,
+            v.value.as_i64(),
+            v.is_final
         )
     }
 

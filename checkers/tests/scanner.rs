@@ -356,13 +356,13 @@ proptest! {
             }
         }
         let want = read_jsonl(text.as_bytes())
-            .map(|ops: Vec<Op>| ops.iter().map(|o| (o.index, o.f.clone(), o.value.clone())).collect::<Vec<_>>())
+            .map(|ops: Vec<Op>| ops.iter().map(|o| (o.index, o.f.clone(), o.value.clone(), o.value.as_i64())).collect::<Vec<_>>())
             .map_err(|e| e.to_string());
         let mut seen = Vec::new();
-        let one = for_each_view(text.as_bytes(), |v| seen.push((v.index, v.f.to_string(), v.value.to_value())))
+        let one = for_each_view(text.as_bytes(), |v| seen.push((v.index, v.f.to_string(), v.value.to_value(), v.value.as_i64())))
             .map(|()| std::mem::take(&mut seen))
             .map_err(|e| e.to_string());
-        let par = for_each_view_par(text.as_bytes(), |v| seen.push((v.index, v.f.to_string(), v.value.to_value())))
+        let par = for_each_view_par(text.as_bytes(), |v| seen.push((v.index, v.f.to_string(), v.value.to_value(), v.value.as_i64())))
             .map(|()| seen)
             .map_err(|e| e.to_string());
         prop_assert_eq!(&one, &want);
