@@ -51,6 +51,16 @@ pub fn signal_script(pid_file: &str, sig: Signal) -> String {
     }
 }
 
+/// Waits (up to 10 s) until the process in `pid_file` no longer answers `kill -0`: a
+/// dead process whose zombie its reaper has not collected yet still does, and a
+/// restart's "is it still running?" check would take it for alive. Always exits 0.
+pub fn await_reaped_script(pid_file: &str) -> String {
+    format!(
+        "p=$(cat {} 2>/dev/null); [ -z \"$p\" ] || for i in $(seq 100); do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done; true",
+        quote(pid_file)
+    )
+}
+
 /// Prints `PID STATE FAKETIME_FILE` for the process in `pid_file` (STATE is the
 /// `/proc/PID/stat` letter, `-` when gone; FAKETIME_FILE `-` when not under
 /// libfaketime), or `none` without a pid file.
@@ -69,7 +79,7 @@ pub fn status_script(pid_file: &str) -> String {
 pub enum ProcessState {
     /// No pid file: the system is not started on this node.
     NotStarted,
-    /// Pid file but no process (killed, crashed).
+    /// Pid file but no process (killed, crashed), or only its zombie.
     Dead { pid: u32 },
     /// Alive; `stopped` when SIGSTOPped (state `T`).
     Alive {
@@ -93,7 +103,9 @@ impl ProcessState {
             .parse()
             .map_err(|_| format!("unexpected pid in process status {line:?}"))?;
         Ok(match state {
-            "-" => ProcessState::Dead { pid },
+            // A zombie is dead: it only waits for its reaper (a daemon's is the node's
+            // init, which may reap only now and then).
+            "-" | "Z" | "X" => ProcessState::Dead { pid },
             s => ProcessState::Alive {
                 pid,
                 stopped: s == "T" || s == "t",
@@ -135,6 +147,10 @@ mod tests {
         );
         assert_eq!(
             ProcessState::parse("42 - -").unwrap(),
+            ProcessState::Dead { pid: 42 }
+        );
+        assert_eq!(
+            ProcessState::parse("42 Z -").unwrap(),
             ProcessState::Dead { pid: 42 }
         );
         assert_eq!(

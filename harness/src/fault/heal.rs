@@ -13,7 +13,7 @@ use crate::nodes::NodeSpec;
 use crate::systems::zoo::{self, Zoo};
 use crate::systems::{NodeHandle, System};
 use nemesis::marker::{MarkedFault, Marker};
-use nemesis::process::{signal_script, status_script, ProcessState, Signal};
+use nemesis::process::{await_reaped_script, signal_script, status_script, ProcessState, Signal};
 
 /// What a heal did, for the command's output.
 pub struct HealReport {
@@ -137,8 +137,11 @@ async fn heal_processes(
             // Alive: started again meanwhile (by `fault restart`, say). No pid file:
             // torn down since. Either way nothing is left to undo.
             if let ProcessState::Dead { .. } = state {
+                // A zombie not yet reaped still answers `kill -0`, and the restart
+                // would take it for a live process: wait (bounded) for the reaper.
+                let script = format!("{}; {script}", await_reaped_script(pid_file));
                 n.remote
-                    .exec_ok(script, RESTART_TIMEOUT)
+                    .exec_ok(&script, RESTART_TIMEOUT)
                     .await
                     .map_err(|e| {
                         format!(
@@ -316,11 +319,12 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
 
-        // Killed (the whole tree), with the restart command in the marker.
-        n.remote
-            .exec_ok(&signal_script(&pf, Signal::Kill), Duration::from_secs(10))
-            .await
-            .unwrap();
+        // Killed (the whole tree), with the restart command in the marker. SIGKILL
+        // without waiting: until the node's init reaps it, the daemon is a zombie,
+        // which the heal must take for dead (and wait out) rather than for running.
+        for p in &procs {
+            unsafe { libc::kill(*p as i32, libc::SIGKILL) };
+        }
         let kill = MarkedFault::Kill {
             system: "postgres streaming".into(),
             pid_file: Some(pf.clone()),

@@ -1,16 +1,20 @@
 //! Process faults with their markers: kill (SIGKILL) and pause (SIGSTOP) of the
-//! system's process and its descendants on chosen nodes — every target's marker written before any
-//! target is faulted — and their undo (restart, resume), which removes the marker
-//! once it is done. The one path for `splitbrain fault kill|pause|resume|restart`,
+//! system's process and its descendants on chosen nodes — every target's marker
+//! written before any target is faulted — and their undo (restart, resume), which
+//! removes the marker once it is done. The one path for `splitbrain fault kill|pause|resume|restart`,
 //! the runner's scheduled and targeted nemeses and the runner's final heal, so a
 //! controller that dies with a process fault in effect leaves the marker that
 //! `splitbrain fault heal`, run from a new process, undoes.
 
 use super::exec;
+use crate::control::Remote;
 use crate::nodes::NodeSpec;
 use crate::systems::{NodeHandle, System};
 use nemesis::marker::MarkedFault;
-use nemesis::process::ProcessState;
+use nemesis::process::{await_reaped_script, ProcessState};
+
+/// Bound on waiting for a dead process's zombie to be reaped (the script waits 10 s).
+const REAP_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A process fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +147,12 @@ pub async fn heal_all<S: System>(system: &std::sync::Arc<S>, nodes: &[NodeHandle
                 return vec![format!("{e:#}")];
             }
             if let Ok(ProcessState::Dead { pid }) = system.process_state(&n).await {
+                // Dead but maybe not reaped yet (a reboot's kill, a crash): the
+                // restart's own "still running?" check must not see the zombie.
+                let wait = await_reaped_script(&system.pid_file(&n.spec));
+                if let Err(e) = n.remote.exec_ok(&wait, REAP_WAIT).await {
+                    return vec![format!("{}: {e}", n.spec.name)];
+                }
                 if let Err(e) = system.restart_node(&n, &all).await {
                     return vec![format!("{e:#}")];
                 }
