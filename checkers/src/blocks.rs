@@ -9,7 +9,7 @@
 //! numbering, same first-error stop, same errors.
 
 use crate::history::{parse_line, HistoryError, Op};
-use crate::scan::{scan_ints, scan_line_at, OpView};
+use crate::scan::{scan_ints, scan_line_set_at, Members, OpView, SET_FROM};
 use std::io::Read;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 
@@ -38,6 +38,8 @@ struct Scanned {
     entries: Vec<Entry>,
     /// The lines outside the scanner's subset, parsed by serde ([`Entry::Slow`]).
     slow: Vec<Op>,
+    /// The long integer lists, read as sets instead of into `ints` (see [`SET_FROM`]).
+    sets: Vec<Members>,
 }
 
 impl Scanned {
@@ -46,6 +48,7 @@ impl Scanned {
         self.ints.clear();
         self.entries.clear();
         self.slow.clear();
+        self.sets.clear();
     }
 }
 
@@ -85,17 +88,29 @@ fn scan_block(text: &str, line: &mut usize, out: &mut Scanned) -> Option<History
         ints,
         entries,
         slow,
+        sets,
     } = out;
     entries.reserve(text.len() / 96 + 1);
     let mut at = 0;
     while at < text.len() {
         *line += 1;
-        // The usual line is read where it stands, its end found by the scanner.
-        if let Some((v, r, next)) = scan_line_at(text, at, ints) {
-            if let Some(fast) = Fast::of(text, &v, r) {
-                entries.push(Entry::Fast(fast));
-                at = next;
-                continue;
+        // The usual line is read where it stands, its end found by the scanner; a
+        // long list of integers (a final read) straight into a set.
+        if let Some((v, r, set, next)) = scan_line_set_at(text, at, ints, SET_FROM) {
+            if let Some(mut fast) = Fast::of(text, &v, r) {
+                let stored = match set {
+                    Some(set) => {
+                        let ok = fast.set_members(sets.len()).is_some();
+                        sets.push(set);
+                        ok
+                    }
+                    None => true,
+                };
+                if stored {
+                    entries.push(Entry::Fast(fast));
+                    at = next;
+                    continue;
+                }
             }
         }
         // Anything else as a line reader reads it: split off, trimmed.
@@ -260,7 +275,7 @@ fn consume(
         let out = &batch.out;
         for e in &out.entries {
             match e {
-                Entry::Fast(f) => visit(&f.view(&batch.text, &out.ints)),
+                Entry::Fast(f) => visit(&f.view(&batch.text, &out.ints, &out.sets)),
                 Entry::Slow(i) => {
                     if let Some(op) = out.slow.get(*i) {
                         visit(&OpView::of(op))

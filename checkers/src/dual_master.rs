@@ -16,7 +16,7 @@
 use crate::blocks::for_each_view_par;
 use crate::compact::{FastHash, FastMap, Interner, ProcessMap};
 use crate::history::{HistoryError, Op, OpType, Process};
-use crate::scan::{OpView, ValueRef};
+use crate::scan::{Members, OpView, ValueRef};
 use crate::verdict::Validity;
 use serde::Serialize;
 use serde_json::Value;
@@ -179,6 +179,22 @@ impl Finals {
         }
     }
 
+    /// Inserts every element of `m` (the same set as inserting its list one by
+    /// one: only which integers are in it is ever asked).
+    fn insert_members(&mut self, m: &Members) {
+        let words = m.bits();
+        if words.len() > self.bits.len() {
+            self.bits.resize(words.len(), 0);
+        }
+        for (mine, &w) in self.bits.iter_mut().zip(words) {
+            *mine |= w;
+        }
+        self.inserted += m.list_len() - m.others().len();
+        for &v in m.others() {
+            self.insert_int(v);
+        }
+    }
+
     fn contains_int(&self, i: i64) -> bool {
         let bit = usize::try_from(i)
             .ok()
@@ -306,7 +322,10 @@ impl DualMasterChecker {
             return;
         }
         let set = self.finals.entry(self.keys.id(key)).or_default();
-        if let Some(values) = op.value.ints(&mut self.scratch) {
+        if let Some(m) = op.members {
+            // The scanning thread made the read's set: merged a word at a time.
+            set.insert_members(m);
+        } else if let Some(values) = op.value.ints(&mut self.scratch) {
             for &i in values {
                 set.insert_int(i);
             }

@@ -15,13 +15,14 @@
 //! (reported, not a violation: this checker does not demand linearizable reads).
 //!
 //! The check is one streaming pass ([`SetChecker`], [`check_jsonl`]): per element a
-//! few words (flags, acknowledgement, which reads held it), per final read the
-//! element slots it held; never the ops. [`check`] feeds it an in-memory history.
+//! few words (flags, acknowledgement, which reads held it), per final read the set
+//! of elements it held (made by the scanning thread for a long one); never the
+//! ops. [`check`] feeds it an in-memory history.
 
 use crate::blocks::for_each_view_par;
 use crate::compact::{FastMap, Interner, ProcessMap, Smallest, NONE};
 use crate::history::{HistoryError, Op, OpType, Process};
-use crate::scan::OpView;
+use crate::scan::{Members, OpView, Presence};
 use crate::verdict::Validity;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -93,15 +94,6 @@ struct Elem {
     flags: u8,
 }
 
-/// How many final reads contained an element, and the last one that did
-/// (1-based): apart from [`Elem`] so that a final read of every element touches
-/// eight bytes of each.
-#[derive(Clone, Copy, Default)]
-struct InFinals {
-    count: u32,
-    last: u32,
-}
-
 #[derive(Default)]
 struct KeyState {
     /// Slot + 1 of each small non-negative element, by value (0: none yet): the set
@@ -110,10 +102,12 @@ struct KeyState {
     /// Slots of every other element.
     index: FastMap<i64, u32>,
     elems: Vec<Elem>,
-    /// By slot, as `elems`.
-    in_finals: Vec<InFinals>,
-    /// Per final read: the node named and the elements it held (a bit per slot).
-    finals: Vec<(String, Vec<u64>)>,
+    /// A bit per value that `dense` gives a slot (a filter: a value without its
+    /// bit may still have a slot, in `index`).
+    known: Vec<u64>,
+    /// Per final read: the node named and the set of elements it held. Which
+    /// elements were in all or some of them is worked out once, in the report.
+    finals: Vec<(String, Members)>,
     reads: u32,
     /// The latest start of the non-final reads so far: an element first seen after
     /// them was in none of them.
@@ -150,6 +144,10 @@ impl KeyState {
                             false => self.index.remove(&value).unwrap_or(next),
                         };
                         self.dense[i] = s + 1;
+                        if i / 64 >= self.known.len() {
+                            self.known.resize(self.dense.len().div_ceil(64), 0);
+                        }
+                        self.known[i / 64] |= 1 << (i % 64);
                         s
                     }
                     s => s - 1,
@@ -167,40 +165,30 @@ impl KeyState {
                 read_gen: 0,
                 flags: 0,
             });
-            self.in_finals.push(InFinals::default());
         }
         slot as usize
     }
 
-    fn add_final(&mut self, node: String, values: &[i64]) {
-        // Generations count final reads; 4 billion of them would be a 100 GB history.
-        let gen = self.finals.len() as u32 + 1;
-        // A bit for every element so far; elements first seen in this read grow it.
-        let mut held: Vec<u64> = vec![0; self.elems.len().div_ceil(64)];
-        for &v in values {
-            let s = self.slot(v);
-            let Some(f) = self.in_finals.get_mut(s) else {
-                continue;
-            };
-            if f.last != gen {
-                f.last = gen;
-                f.count += 1;
-                match held.get_mut(s / 64) {
-                    Some(w) => *w |= 1 << (s % 64),
-                    None => {
-                        held.resize(s / 64 + 1, 0);
-                        held[s / 64] |= 1 << (s % 64);
-                    }
-                }
+    /// A final read of `node` that held the elements of `set`: the elements first
+    /// seen in it get their slots now (found a word at a time), the set is kept.
+    fn add_final(&mut self, node: String, set: Members) {
+        for (w, &word) in set.bits().iter().enumerate() {
+            let mut new = word & !self.known.get(w).copied().unwrap_or(0);
+            while new != 0 {
+                self.slot(w as i64 * 64 + i64::from(new.trailing_zeros()));
+                new &= new - 1;
             }
         }
-        self.finals.push((node, held));
+        for &v in set.others() {
+            self.slot(v);
+        }
+        self.finals.push((node, set));
     }
 
-    fn add_read(&mut self, started: u64, values: &[i64]) {
+    fn add_read(&mut self, started: u64, values: impl Iterator<Item = i64>) {
         self.reads = self.reads.wrapping_add(1).max(1);
         let gen = self.reads;
-        for &v in values {
+        for v in values {
             let s = self.slot(v);
             self.elems[s].read_gen = gen;
         }
@@ -308,20 +296,36 @@ impl SetChecker {
                     st.elems[s].flags |= FAILED;
                 }
             }
-            (false, OpType::Ok) => match op.value.ints(&mut self.scratch) {
-                None => self.reasons.push(format!(
-                    "op {}: read result is not a list of integers",
-                    op.index
-                )),
-                Some(values) if op.is_final || inv.is_final => {
-                    let node = match op.node.or_else(|| self.nodes.name(inv.node)) {
-                        Some(n) => n.to_string(),
-                        None => format!("process {p}"),
-                    };
-                    st.add_final(node, values);
-                }
-                Some(values) => st.add_read(inv.time, values),
-            },
+            (false, OpType::Ok) => {
+                let is_final = op.is_final || inv.is_final;
+                // A long list comes as the set the scanning thread read it into.
+                let set = match op.members {
+                    Some(m) if is_final => m.clone(),
+                    Some(m) => {
+                        st.add_read(inv.time, m.iter());
+                        return;
+                    }
+                    None => match op.value.ints(&mut self.scratch) {
+                        None => {
+                            self.reasons.push(format!(
+                                "op {}: read result is not a list of integers",
+                                op.index
+                            ));
+                            return;
+                        }
+                        Some(values) if is_final => Members::of(values),
+                        Some(values) => {
+                            st.add_read(inv.time, values.iter().copied());
+                            return;
+                        }
+                    },
+                };
+                let node = match op.node.or_else(|| self.nodes.name(inv.node)) {
+                    Some(n) => n.to_string(),
+                    None => format!("process {p}"),
+                };
+                st.add_final(node, set);
+            }
             _ => {}
         }
     }
@@ -350,18 +354,21 @@ impl SetChecker {
         let name = |id: u32| nodes.name(id).map(String::from);
         for (key, st) in order {
             let has = |e: &Elem, f: u8| e.flags & f != 0;
-            let all = st.finals.len() as u32;
+            let all = st.finals.len();
+            let presence = Presence::of(st.finals.iter().map(|(_, m)| m));
             // One pass over the elements: the counts, the missing, and the
             // examples of each category (the least values, up to EXAMPLES in all).
             let mut counts = [0usize; 4];
-            let mut missing: Vec<u32> = Vec::new();
+            // Slots of the acknowledged elements not in every final read, and
+            // whether they are in any.
+            let mut missing: Vec<(u32, bool)> = Vec::new();
             let mut tallies = [
                 Smallest::new(EXAMPLES.saturating_sub(r.recovered.len())),
                 Smallest::new(EXAMPLES.saturating_sub(r.unexpected.len())),
                 Smallest::new(EXAMPLES.saturating_sub(r.failed_but_present.len())),
                 Smallest::new(EXAMPLES.saturating_sub(r.stale.len())),
             ];
-            for (s, (e, f)) in st.elems.iter().zip(&st.in_finals).enumerate() {
+            for (s, e) in st.elems.iter().enumerate() {
                 let (attempted, acked, failed) = (has(e, ATTEMPTED), has(e, ACKED), has(e, FAILED));
                 let indeterminate = attempted && !acked && !failed;
                 counts[0] += usize::from(attempted);
@@ -371,10 +378,11 @@ impl SetChecker {
                 if all == 0 {
                     continue;
                 }
-                if acked && f.count < all {
-                    missing.push(s as u32);
+                let (in_all, in_any) = presence.of_value(e.value, st.finals.iter().map(|(_, m)| m));
+                if acked && !in_all {
+                    missing.push((s as u32, in_any));
                 }
-                if f.count > 0 {
+                if in_any {
                     if indeterminate {
                         tallies[0].push(e.value);
                     }
@@ -404,8 +412,8 @@ impl SetChecker {
                 }
                 continue;
             }
-            missing.sort_unstable_by_key(|&s| st.elems[s as usize].value);
-            for s in missing {
+            missing.sort_unstable_by_key(|&(s, _)| st.elems[s as usize].value);
+            for (s, in_any) in missing {
                 let e = &st.elems[s as usize];
                 let w = MissingWrite {
                     key: keyed.then(|| key.to_string()),
@@ -416,14 +424,11 @@ impl SetChecker {
                     missing_on: st
                         .finals
                         .iter()
-                        .filter(|(_, held)| {
-                            let s = s as usize;
-                            held.get(s / 64).is_none_or(|w| w & (1 << (s % 64)) == 0)
-                        })
+                        .filter(|(_, held)| !held.contains(e.value))
                         .map(|(n, _)| n.clone())
                         .collect(),
                 };
-                if st.in_finals[s as usize].count > 0 {
+                if in_any {
                     r.divergent.push(w);
                 } else {
                     r.lost.push(w);

@@ -10,24 +10,17 @@
 //! line or from an [`Op`]; [`for_each_view`] streams a reader on one thread.
 
 mod cursor;
+mod members;
+mod value;
+
+pub(crate) use members::Presence;
+pub use members::{Members, SET_FROM};
+pub use value::ValueRef;
 
 use crate::history::{parse_line, HistoryError, Op, OpType, Process};
 use cursor::{Cur, Field, Int};
 use serde_json::Value;
 use std::io::BufRead;
-
-/// An op's value: raw JSON text from the fast path (only integers, strings without
-/// escapes, literals, arrays and objects of those), the same for an array of
-/// integers with its elements already read, or a parsed value.
-#[derive(Debug, Clone, Copy)]
-pub enum ValueRef<'a> {
-    Raw(&'a str),
-    /// An array of integers that fit an `i64`: its text and its elements.
-    Ints(&'a str, &'a [i64]),
-    /// An integer that fits an `i64`: its text and its value.
-    Int(&'a str, i64),
-    Json(&'a Value),
-}
 
 /// The fields of one history entry the streaming checkers read.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +39,10 @@ pub struct OpView<'a> {
     pub acked_by: Option<&'a str>,
     /// The extra field `epoch`, when it is a non-negative integer.
     pub epoch: Option<u64>,
+    /// When the value is a list of integers that the scanning thread read
+    /// straight into a set ([`SET_FROM`] bytes or more, parallel driver only): that
+    /// set (the value is then [`ValueRef::Raw`], its elements not read one by one).
+    pub members: Option<&'a Members>,
 }
 
 impl<'a> OpView<'a> {
@@ -62,160 +59,7 @@ impl<'a> OpView<'a> {
             is_final: op.extra.get("final") == Some(&Value::Bool(true)),
             acked_by: op.extra.get("acked_by").and_then(Value::as_str),
             epoch: op.extra.get("epoch").and_then(Value::as_u64),
-        }
-    }
-}
-
-impl<'a> ValueRef<'a> {
-    fn raw_int(s: &str) -> Option<Int> {
-        let mut c = Cur::new(s);
-        let n = c.int()?;
-        (c.i == s.len()).then_some(n)
-    }
-
-    /// `Value::as_i64`.
-    pub fn as_i64(&self) -> Option<i64> {
-        match self {
-            ValueRef::Json(v) => v.as_i64(),
-            ValueRef::Raw(s) => match Self::raw_int(s)? {
-                Int::Pos(u) => i64::try_from(u).ok(),
-                Int::Neg(i) => Some(i),
-            },
-            ValueRef::Int(_, i) => Some(*i),
-            ValueRef::Ints(..) => None,
-        }
-    }
-
-    /// `Value::as_u64`.
-    pub fn as_u64(&self) -> Option<u64> {
-        match self {
-            ValueRef::Json(v) => v.as_u64(),
-            ValueRef::Raw(s) => match Self::raw_int(s)? {
-                Int::Pos(u) => Some(u),
-                Int::Neg(_) => None,
-            },
-            ValueRef::Int(_, i) => u64::try_from(*i).ok(),
-            ValueRef::Ints(..) => None,
-        }
-    }
-
-    /// `Value::as_str`.
-    pub fn as_str(&self) -> Option<&'a str> {
-        match self {
-            ValueRef::Json(v) => v.as_str(),
-            ValueRef::Raw(s) => s.strip_prefix('"')?.strip_suffix('"'),
-            ValueRef::Ints(..) | ValueRef::Int(..) => None,
-        }
-    }
-
-    /// `Value::get(name)` on an object (the last of duplicate fields, as serde's map).
-    pub fn get(&self, name: &str) -> Option<ValueRef<'a>> {
-        match self {
-            ValueRef::Json(v) => v.get(name).map(ValueRef::Json),
-            ValueRef::Ints(..) | ValueRef::Int(..) => None,
-            ValueRef::Raw(s) => {
-                let mut c = Cur::new(s);
-                c.eat(b'{')?;
-                let mut found = None;
-                c.ws();
-                if c.eat(b'}').is_some() {
-                    return None;
-                }
-                loop {
-                    c.ws();
-                    let k = c.string()?;
-                    c.ws();
-                    c.eat(b':')?;
-                    c.ws();
-                    let start = c.i;
-                    c.skip(0)?;
-                    if k == name {
-                        found = Some(ValueRef::Raw(s.get(start..c.i)?));
-                    }
-                    c.ws();
-                    if c.eat(b',').is_none() {
-                        break;
-                    }
-                }
-                found
-            }
-        }
-    }
-
-    /// The elements when the value is an array of integers that fit an `i64`:
-    /// those the scanner already read, or else read into `out`.
-    pub fn ints<'s>(&'s self, out: &'s mut Vec<i64>) -> Option<&'s [i64]> {
-        match self {
-            ValueRef::Ints(_, xs) => Some(xs),
-            _ => self.int_list(out).then_some(&out[..]),
-        }
-    }
-
-    /// Fills `out` with the elements when the value is an array of integers that fit
-    /// an `i64`; false (and `out` unspecified) otherwise.
-    pub fn int_list(&self, out: &mut Vec<i64>) -> bool {
-        out.clear();
-        match self {
-            ValueRef::Json(v) => match v.as_array() {
-                Some(a) => a.iter().all(|e| e.as_i64().map(|i| out.push(i)).is_some()),
-                None => false,
-            },
-            ValueRef::Ints(_, xs) => {
-                out.extend_from_slice(xs);
-                true
-            }
-            ValueRef::Int(..) => false,
-            ValueRef::Raw(s) => {
-                let mut c = Cur::new(s);
-                c.int_list(out).is_some() && c.i == s.len()
-            }
-        }
-    }
-
-    /// Whether the value is an array.
-    pub fn is_array(&self) -> bool {
-        match self {
-            ValueRef::Json(v) => v.is_array(),
-            ValueRef::Raw(s) => s.starts_with('['),
-            ValueRef::Ints(..) => true,
-            ValueRef::Int(..) => false,
-        }
-    }
-
-    /// The elements of an array value (`None` when it is not an array).
-    pub fn elements(&self) -> Option<Vec<ValueRef<'a>>> {
-        match self {
-            ValueRef::Json(v) => Some(v.as_array()?.iter().map(ValueRef::Json).collect()),
-            ValueRef::Int(..) => None,
-            ValueRef::Raw(s) | ValueRef::Ints(s, _) => {
-                let mut c = Cur::new(s);
-                c.eat(b'[')?;
-                let mut out = Vec::new();
-                c.ws();
-                if c.eat(b']').is_some() {
-                    return Some(out);
-                }
-                loop {
-                    c.ws();
-                    let start = c.i;
-                    c.skip(0)?;
-                    out.push(ValueRef::Raw(s.get(start..c.i)?));
-                    c.ws();
-                    if c.eat(b',').is_none() {
-                        return Some(out);
-                    }
-                }
-            }
-        }
-    }
-
-    /// The value itself. Raw text is valid JSON by construction of the fast path.
-    pub fn to_value(&self) -> Value {
-        match self {
-            ValueRef::Json(v) => (*v).clone(),
-            ValueRef::Raw(s) | ValueRef::Ints(s, _) | ValueRef::Int(s, _) => {
-                serde_json::from_str(s).unwrap_or(Value::Null)
-            }
+            members: None,
         }
     }
 }
@@ -223,7 +67,7 @@ impl<'a> ValueRef<'a> {
 /// Reads the fields of one (trimmed) history line, or `None` when the line is
 /// outside the fast path's subset and must go through [`parse_line`].
 pub fn scan(line: &str) -> Option<OpView<'_>> {
-    fields(line, 0, None, false).map(|(v, _, _)| v)
+    fields(line, 0, None, false, usize::MAX).map(|(v, ..)| v)
 }
 
 /// [`scan`], and when the value is an array of integers that fit an `i64`, its
@@ -235,11 +79,11 @@ pub fn scan_ints<'a>(
     ints: &mut Vec<i64>,
 ) -> Option<(OpView<'a>, Option<std::ops::Range<usize>>)> {
     let before = ints.len();
-    let out = fields(line, 0, Some(&mut *ints), false);
+    let out = fields(line, 0, Some(&mut *ints), false, usize::MAX);
     if out.is_none() {
         ints.truncate(before);
     }
-    out.map(|(v, r, _)| (v, r))
+    out.map(|(v, r, ..)| (v, r))
 }
 
 /// [`scan_ints`] on the line that starts at byte `at` of `text` (a block of lines),
@@ -254,13 +98,35 @@ pub fn scan_line_at<'a>(
     at: usize,
     ints: &mut Vec<i64>,
 ) -> Option<(OpView<'a>, Option<std::ops::Range<usize>>, usize)> {
+    scan_line_set_at(text, at, ints, usize::MAX).map(|(v, r, _, next)| (v, r, next))
+}
+
+/// [`scan_line_at`], except that a value that is a list of integers spelled in
+/// `set_from` bytes or more is read into a [`Members`] (answered third) instead of
+/// into `ints`: the line is read, or refused, exactly as [`scan_line_at`] would.
+#[inline(always)]
+pub fn scan_line_set_at<'a>(
+    text: &'a str,
+    at: usize,
+    ints: &mut Vec<i64>,
+    set_from: usize,
+) -> Option<ScannedLine<'a>> {
     let before = ints.len();
-    let out = fields(text, at, Some(&mut *ints), true);
+    let out = fields(text, at, Some(&mut *ints), true, set_from);
     if out.is_none() {
         ints.truncate(before);
     }
     out
 }
+
+/// What [`scan_line_set_at`] reads: the view, where its integers went in the
+/// caller's buffer, the set of a long list, and where the next line starts.
+pub type ScannedLine<'a> = (
+    OpView<'a>,
+    Option<std::ops::Range<usize>>,
+    Option<Members>,
+    usize,
+);
 
 /// Sets a field seen for the first time; a repeated field goes to the full parser,
 /// which decides what it means.
@@ -287,6 +153,8 @@ struct Slots<'a> {
     int: Option<i64>,
     /// Where the value's elements went in the caller's buffer.
     ints: Option<std::ops::Range<usize>>,
+    /// Or the set of a long list's elements.
+    set: Option<Members>,
     fin: Option<&'a str>,
     /// The string, or `None` when the value is anything else.
     acked_by: Option<Option<&'a str>>,
@@ -302,6 +170,7 @@ impl<'a> Slots<'a> {
         field: Field,
         c: &mut Cur<'a>,
         ints: &mut Option<&mut Vec<i64>>,
+        set_from: usize,
     ) -> Option<()> {
         match field {
             Field::Index => once(&mut self.index, c.uint()?),
@@ -347,7 +216,9 @@ impl<'a> Slots<'a> {
                 match ints.as_deref_mut() {
                     Some(out) if c.peek() == Some(b'[') => {
                         let from = out.len();
-                        if c.int_list(out).is_some() {
+                        if let Some(set) = c.int_set(set_from) {
+                            self.set = Some(set);
+                        } else if c.seek(start).int_list(out).is_some() {
                             self.ints = Some(from..out.len());
                         } else {
                             out.truncate(from);
@@ -398,7 +269,8 @@ impl<'a> Slots<'a> {
 }
 
 /// The fields of the object at byte `at` of `text`, the range of its integers in
-/// `ints`, and where the text after it starts. A `line` is the whole line, blanks
+/// `ints` (or, for a list of `set_from` bytes or more, its set), and where the
+/// text after it starts. A `line` is the whole line, blanks
 /// trimmed; otherwise `text` is a block of lines and the object must be its line's
 /// only content (blanks aside), `\n` or the end of `text` after it.
 fn fields<'a>(
@@ -406,7 +278,8 @@ fn fields<'a>(
     at: usize,
     mut ints: Option<&mut Vec<i64>>,
     block: bool,
-) -> Option<(OpView<'a>, Option<std::ops::Range<usize>>, usize)> {
+    set_from: usize,
+) -> Option<ScannedLine<'a>> {
     let mut c = Cur::at(text, at);
     let mut s = Slots::default();
     if block {
@@ -418,11 +291,11 @@ fn fields<'a>(
     // order or spacing, the general loop below reads.
     let mut more = true;
     if c.word(b"\"index\":") {
-        s.read(Field::Index, &mut c, &mut ints)?;
+        s.read(Field::Index, &mut c, &mut ints, set_from)?;
         macro_rules! next {
             ($lit:expr, $field:expr) => {
                 if c.word($lit) {
-                    s.read($field, &mut c, &mut ints)?;
+                    s.read($field, &mut c, &mut ints, set_from)?;
                 }
             };
         }
@@ -443,7 +316,7 @@ fn fields<'a>(
         c.ws();
         let field = c.field()?;
         c.ws();
-        s.read(field, &mut c, &mut ints)?;
+        s.read(field, &mut c, &mut ints, set_from)?;
         c.ws();
         more = c.eat(b',').is_some();
     }
@@ -479,8 +352,9 @@ fn fields<'a>(
         is_final: s.fin == Some("true"),
         acked_by: s.acked_by.flatten(),
         epoch: s.epoch.flatten(),
+        members: None,
     };
-    Some((view, s.ints, next))
+    Some((view, s.ints, s.set, next))
 }
 
 /// Streams a JSONL history into `visit`, one view per non-blank line, with the same

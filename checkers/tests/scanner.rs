@@ -8,11 +8,15 @@
 //! lines must stream through the one-thread and the parallel driver as the serde
 //! reader reads them, errors included; and a line
 //! read where it stands in a block (`scan_line_at`) must be read exactly as the line
-//! reader's cut and trimmed line, or not at all.
+//! reader's cut and trimmed line, or not at all; and read with its integer list
+//! as a set (`scan_line_set_at`, what the parallel driver does for long lists),
+//! exactly as without, the set holding the list's elements.
 
 use checkers::blocks::for_each_view_par;
 use checkers::history::{parse_line, read_jsonl};
-use checkers::scan::{for_each_view, scan_ints, scan_line_at, OpView, ValueRef};
+use checkers::scan::{
+    for_each_view, scan_ints, scan_line_at, scan_line_set_at, Members, OpView, ValueRef,
+};
 use checkers::Op;
 use proptest::prelude::*;
 
@@ -307,8 +311,82 @@ fn agrees_in_block(before: &str, line: &str, after: &str) -> Result<(), TestCase
     Ok(())
 }
 
+/// `scan_line_set_at` with every list read as a set reads what `scan_line_at`
+/// reads, refuses what it refuses, and its set holds exactly the list's elements.
+fn set_agrees(text: &str, at: usize, set_from: usize) -> Result<(), TestCaseError> {
+    let (mut buf, mut set_buf) = (vec![3], vec![3]);
+    let want = scan_line_at(text, at, &mut buf);
+    let got = scan_line_set_at(text, at, &mut set_buf, set_from);
+    let (Some((want, want_range, want_next)), Some((got, got_range, set, next))) = (want, got)
+    else {
+        prop_assert!(
+            scan_line_at(text, at, &mut Vec::new()).is_none()
+                && scan_line_set_at(text, at, &mut Vec::new(), set_from).is_none(),
+            "one read it, the other not: {:?}",
+            text
+        );
+        prop_assert_eq!(&set_buf, &vec![3], "a refused line left elements behind");
+        return Ok(());
+    };
+    prop_assert_eq!(next, want_next);
+    prop_assert_eq!(
+        (got.index, got.time, got.process, got.kind, got.f),
+        (want.index, want.time, want.process, want.kind, want.f)
+    );
+    prop_assert_eq!((got.key, got.node), (want.key, want.node));
+    prop_assert_eq!(
+        (got.is_final, got.acked_by, got.epoch),
+        (want.is_final, want.acked_by, want.epoch)
+    );
+    prop_assert_eq!(got.value.to_value(), want.value.to_value());
+    let listed = want_range.clone().map(|r| buf[r].to_vec());
+    let long = want.value.as_str().is_none()
+        && matches!(want.value, ValueRef::Raw(raw) if raw.len() >= set_from);
+    match (set, listed) {
+        (Some(set), Some(xs)) => {
+            prop_assert!(long, "a short list read as a set");
+            prop_assert_eq!(got_range, None);
+            prop_assert_eq!(&set_buf, &vec![3], "a set's elements went to the buffer");
+            let mut want_set: Vec<i64> = xs.clone();
+            want_set.sort_unstable();
+            want_set.dedup();
+            let mut got_set: Vec<i64> = set.iter().collect();
+            got_set.sort_unstable();
+            prop_assert_eq!(&got_set, &want_set);
+            prop_assert_eq!(set.list_len(), xs.len());
+            prop_assert!(xs.iter().all(|&x| set.contains(x)));
+            prop_assert!(!set.contains(i64::MIN + 1) || xs.contains(&(i64::MIN + 1)));
+            // The same set as one made from the elements (as a checker does).
+            let of = Members::of(&xs);
+            prop_assert!(want_set.iter().all(|&x| of.contains(x) && set.contains(x)));
+        }
+        (None, listed) => {
+            prop_assert!(listed.is_none() || !long, "a long list not read as a set");
+            prop_assert_eq!(got_range, want_range);
+            prop_assert_eq!(&set_buf, &buf);
+        }
+        (Some(_), None) => prop_assert!(false, "a set of what is no list of integers"),
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_list_read_as_a_set_is_the_list_read_one_by_one(
+        fields in fields(),
+        spaced in any::<bool>(),
+        edits in edits(),
+        set_from in prop::sample::select(vec![1usize, 2, 3, 6, 20]),
+        after in prop::sample::select(vec!["", "\n", "\n{\"value\":[1]}\n", " x\n"]),
+    ) {
+        let clean = line(fields, None, spaced, None);
+        for l in [clean.clone(), damage(clean, &edits)] {
+            set_agrees(&format!("{l}{after}"), 0, set_from)?;
+            set_agrees(&format!("{{}}\n{l}{after}"), 3, set_from)?;
+        }
+    }
 
     #[test]
     fn a_line_read_inside_its_block_is_the_line_readers_line(

@@ -4,7 +4,7 @@
 //! or the index of a line outside the fast subset that serde parsed.
 
 use crate::history::{OpType, Process};
-use crate::scan::{OpView, ValueRef};
+use crate::scan::{Members, OpView, ValueRef};
 
 /// A piece of the block's text, by byte offsets.
 #[derive(Clone, Copy)]
@@ -46,6 +46,8 @@ pub(super) struct Fast {
     acked_by: Span,
     kind: OpType,
     flags: u8,
+    /// Index of the value's set among the batch's sets (`u32::MAX`: none).
+    members: u32,
 }
 
 /// Plain data (no drop glue): a block's entries are emptied in one step.
@@ -135,11 +137,23 @@ impl Fast {
             acked_by: must(v.acked_by)?,
             kind: v.kind,
             flags,
+            members: u32::MAX,
         })
     }
 
+    /// Notes that the value's set is `sets[i]`.
+    pub(super) fn set_members(&mut self, i: usize) -> Option<()> {
+        self.members = u32::try_from(i).ok().filter(|&i| i != u32::MAX)?;
+        Some(())
+    }
+
     #[inline(always)]
-    pub(super) fn view<'a>(&self, base: &'a str, ints: &'a [i64]) -> OpView<'a> {
+    pub(super) fn view<'a>(
+        &self,
+        base: &'a str,
+        ints: &'a [i64],
+        sets: &'a [Members],
+    ) -> OpView<'a> {
         let raw = text(base, self.value).unwrap_or("null");
         let has = |flag: u8| self.flags & flag != 0;
         let value = if has(INT) {
@@ -167,6 +181,7 @@ impl Fast {
             is_final: has(FINAL),
             acked_by: text(base, self.acked_by),
             epoch: has(EPOCH).then_some(self.epoch),
+            members: sets.get(self.members as usize),
         }
     }
 }

@@ -5,6 +5,8 @@
 //! skipped held a line end. Every method answers `None` for
 //! anything outside that subset; the caller then hands the line to serde.
 
+use super::members::{Members, MembersBuilder};
+
 /// Deepest nesting the fast path accepts (serde's own limit is 128).
 const MAX_DEPTH: usize = 32;
 
@@ -120,6 +122,13 @@ impl<'a> Cur<'a> {
             i,
             nl: false,
         }
+    }
+
+    /// Moves the cursor back (or on) to byte `i`.
+    #[inline]
+    pub fn seek(&mut self, i: usize) -> &mut Self {
+        self.i = i;
+        self
     }
 
     #[inline]
@@ -238,6 +247,32 @@ impl<'a> Cur<'a> {
     /// `out`; `None` for anything else (then `out` may hold some of its elements
     /// and the cursor is anywhere inside: the caller resets both).
     pub fn int_list(&mut self, out: &mut Vec<i64>) -> Option<()> {
+        self.int_elems(|v| out.push(v))
+    }
+
+    /// The set of the array at the cursor when it is at least `min` bytes long
+    /// (brackets included) and a list of integers that fit an `i64` exactly as
+    /// [`Cur::int_list`] reads one (the same loop); `None` for anything else (the
+    /// cursor then anywhere: the caller resets it). A long list (a set's final
+    /// read) is kept this way instead of element by element.
+    pub fn int_set(&mut self, min: usize) -> Option<Members> {
+        let open = self.i;
+        if self.peek()? != b'[' {
+            return None;
+        }
+        // A list of integers holds no `]`: if this is one, it ends at the first.
+        let close = open + memchr::memchr(b']', self.b.get(open..)?)?;
+        if close + 1 - open < min {
+            return None;
+        }
+        let mut set = MembersBuilder::for_text(close + 1 - open);
+        self.int_elems(|v| set.insert(v))?;
+        Some(set.finish())
+    }
+
+    /// The loop under [`Cur::int_list`] and [`Cur::int_set`]: each element to `put`.
+    #[inline(always)]
+    fn int_elems(&mut self, mut put: impl FnMut(i64)) -> Option<()> {
         self.eat(b'[')?;
         self.ws();
         if self.eat(b']').is_some() {
@@ -249,7 +284,7 @@ impl<'a> Cur<'a> {
                 Int::Neg(i) => i,
                 Int::Pos(u) => i64::try_from(u).ok()?,
             };
-            out.push(v);
+            put(v);
             // The usual separator first; whitespace only where it is.
             match self.peek()? {
                 b',' => self.i += 1,
