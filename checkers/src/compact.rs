@@ -219,6 +219,15 @@ impl Smallest {
         }
     }
 
+    /// Takes in what `other` saw (as if its values had been pushed here).
+    pub fn absorb(&mut self, other: Smallest) {
+        let n = self.n + other.n;
+        for v in other.heap {
+            self.push(v);
+        }
+        self.n = n;
+    }
+
     /// Adds the count to `count` and the least values, ascending, to `examples`.
     pub fn into(self, count: &mut usize, examples: &mut Vec<i64>) {
         *count += self.n;
@@ -229,6 +238,25 @@ impl Smallest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smallest_absorbs_another_as_if_its_values_were_pushed() {
+        let values: Vec<i64> = (0..500).map(|i| (i * 7919) % 1009 - 300).collect();
+        for k in [0, 1, 5, 20, 600] {
+            for cut in [0, 1, 250, 499, 500] {
+                let mut whole = Smallest::new(k);
+                values.iter().for_each(|&v| whole.push(v));
+                let (mut a, mut b) = (Smallest::new(k), Smallest::new(k));
+                values[..cut].iter().for_each(|&v| a.push(v));
+                values[cut..].iter().for_each(|&v| b.push(v));
+                a.absorb(b);
+                let (mut n1, mut e1, mut n2, mut e2) = (0, Vec::new(), 0, Vec::new());
+                whole.into(&mut n1, &mut e1);
+                a.into(&mut n2, &mut e2);
+                assert_eq!((n1, e1), (n2, e2), "k {k} cut {cut}");
+            }
+        }
+    }
 
     #[test]
     fn names_of_every_length_keep_their_ids() {

@@ -20,13 +20,17 @@
 //! ops. [`check`] feeds it an in-memory history.
 
 use crate::blocks::for_each_view_par;
-use crate::compact::{FastMap, Interner, ProcessMap, Smallest, NONE};
+use crate::compact::{FastMap, Interner, ProcessMap, NONE};
 use crate::history::{HistoryError, Op, OpType, Process};
 use crate::scan::{Members, OpView, Presence};
 use crate::verdict::Validity;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
+
+mod pass;
+
+use pass::{halves, Pass};
 
 /// How many example elements each category keeps (lost and divergent keep all).
 pub const EXAMPLES: usize = 20;
@@ -353,50 +357,24 @@ impl SetChecker {
         let keyed = order.len() > 1 || order.iter().any(|(k, _)| !k.is_empty());
         let name = |id: u32| nodes.name(id).map(String::from);
         for (key, st) in order {
-            let has = |e: &Elem, f: u8| e.flags & f != 0;
-            let all = st.finals.len();
             let presence = Presence::of(st.finals.iter().map(|(_, m)| m));
-            // One pass over the elements: the counts, the missing, and the
-            // examples of each category (the least values, up to EXAMPLES in all).
-            let mut counts = [0usize; 4];
-            // Slots of the acknowledged elements not in every final read, and
-            // whether they are in any.
-            let mut missing: Vec<(u32, bool)> = Vec::new();
-            let mut tallies = [
-                Smallest::new(EXAMPLES.saturating_sub(r.recovered.len())),
-                Smallest::new(EXAMPLES.saturating_sub(r.unexpected.len())),
-                Smallest::new(EXAMPLES.saturating_sub(r.failed_but_present.len())),
-                Smallest::new(EXAMPLES.saturating_sub(r.stale.len())),
+            // One pass over the elements (in two halves at once when there are
+            // many): the counts, the missing, and the examples of each category
+            // (the least values, up to EXAMPLES in all).
+            let ks = [
+                EXAMPLES.saturating_sub(r.recovered.len()),
+                EXAMPLES.saturating_sub(r.unexpected.len()),
+                EXAMPLES.saturating_sub(r.failed_but_present.len()),
+                EXAMPLES.saturating_sub(r.stale.len()),
             ];
-            for (s, e) in st.elems.iter().enumerate() {
-                let (attempted, acked, failed) = (has(e, ATTEMPTED), has(e, ACKED), has(e, FAILED));
-                let indeterminate = attempted && !acked && !failed;
-                counts[0] += usize::from(attempted);
-                counts[1] += usize::from(acked);
-                counts[2] += usize::from(failed);
-                counts[3] += usize::from(indeterminate);
-                if all == 0 {
-                    continue;
-                }
-                let (in_all, in_any) = presence.of_value(e.value, st.finals.iter().map(|(_, m)| m));
-                if acked && !in_all {
-                    missing.push((s as u32, in_any));
-                }
-                if in_any {
-                    if indeterminate {
-                        tallies[0].push(e.value);
-                    }
-                    if !attempted {
-                        tallies[1].push(e.value);
-                    }
-                    if failed {
-                        tallies[2].push(e.value);
-                    }
-                    if acked && e.acked_at < e.stale_before {
-                        tallies[3].push(e.value);
-                    }
-                }
-            }
+            let [first, second] = halves(st.elems.len(), |range| {
+                Pass::over(&st.elems, range, &st.finals, &presence, ks)
+            });
+            let Pass {
+                counts,
+                mut missing,
+                tallies,
+            } = first.merge(second);
             r.attempted += counts[0];
             r.acknowledged += counts[1];
             r.failed += counts[2];
@@ -413,21 +391,30 @@ impl SetChecker {
                 continue;
             }
             missing.sort_unstable_by_key(|&(s, _)| st.elems[s as usize].value);
-            for (s, in_any) in missing {
-                let e = &st.elems[s as usize];
-                let w = MissingWrite {
-                    key: keyed.then(|| key.to_string()),
-                    element: e.value,
-                    acked_at: e.acked_at,
-                    node: name(e.node),
-                    acked_by: name(e.acked_by),
-                    missing_on: st
-                        .finals
-                        .iter()
-                        .filter(|(_, held)| !held.contains(e.value))
-                        .map(|(n, _)| n.clone())
-                        .collect(),
-                };
+            // Each missing write names its nodes (a few strings each; 25,000 lost
+            // writes are 200,000 of them): built in two halves at once.
+            let built = halves(missing.len(), |range| {
+                let mut out = Vec::with_capacity(range.len());
+                for &(s, in_any) in &missing[range] {
+                    let e = &st.elems[s as usize];
+                    let w = MissingWrite {
+                        key: keyed.then(|| key.to_string()),
+                        element: e.value,
+                        acked_at: e.acked_at,
+                        node: name(e.node),
+                        acked_by: name(e.acked_by),
+                        missing_on: st
+                            .finals
+                            .iter()
+                            .filter(|(_, held)| !held.contains(e.value))
+                            .map(|(n, _)| n.clone())
+                            .collect(),
+                    };
+                    out.push((w, in_any));
+                }
+                out
+            });
+            for (w, in_any) in built.into_iter().flatten() {
                 if in_any {
                     r.divergent.push(w);
                 } else {
@@ -572,6 +559,68 @@ mod tests {
         h.add(1, 7, OpType::Ok);
         h.final_read(1, "n1", &[1]);
         assert_eq!(check(&h.0).valid, Validity::Invalid);
+    }
+
+    #[test]
+    fn a_large_report_built_in_halves_is_exact() {
+        // Enough elements and lost writes for both of the report's passes to run
+        // in two halves; the categories spread over both.
+        let n = 3 * pass::PAR_FROM as i64;
+        let mut h = H(vec![], 0);
+        for e in 0..n {
+            let done = if e % 97 == 0 {
+                OpType::Fail
+            } else {
+                OpType::Ok
+            };
+            h.add(1 + (e % 3) as u64, e, done);
+        }
+        // n1 holds every third element and the failed ones; n2 all but every
+        // fifth; both hold some never added (unexpected).
+        let n1: Vec<i64> = (0..n)
+            .filter(|e| e % 3 == 0 || e % 97 == 0)
+            .chain([n + 5, -9])
+            .collect();
+        let n2: Vec<i64> = (0..n).filter(|e| e % 5 != 0).chain([n + 1, -9]).collect();
+        h.final_read(7, "n1", &n1);
+        h.final_read(8, "n2", &n2);
+        let r = check(&h.0);
+        let acked = |e: &i64| e % 97 != 0;
+        let want_lost: Vec<i64> = (0..n)
+            .filter(|e| acked(e) && e % 3 != 0 && e % 5 == 0)
+            .collect();
+        let want_divergent: Vec<i64> = (0..n)
+            .filter(|e| acked(e) && ((e % 3 == 0) != (e % 5 != 0)))
+            .collect();
+        assert!(want_lost.len() + want_divergent.len() > 2 * pass::PAR_FROM);
+        assert_eq!(
+            r.lost.iter().map(|w| w.element).collect::<Vec<_>>(),
+            want_lost
+        );
+        assert_eq!(
+            r.divergent.iter().map(|w| w.element).collect::<Vec<_>>(),
+            want_divergent
+        );
+        assert_eq!(
+            (r.lost_count, r.divergent_count),
+            (want_lost.len(), want_divergent.len())
+        );
+        for w in r.lost.iter().chain(&r.divergent) {
+            let on: Vec<&str> = [("n1", w.element % 3 != 0), ("n2", w.element % 5 == 0)]
+                .into_iter()
+                .filter_map(|(n, missing)| missing.then_some(n))
+                .collect();
+            assert_eq!(w.missing_on, on, "{}", w.element);
+            assert_eq!(w.acked_by.as_deref(), Some("n1"));
+        }
+        let failed: Vec<i64> = (0..n).filter(|e| e % 97 == 0).collect();
+        assert_eq!(r.failed_but_present_count, failed.len());
+        assert_eq!(r.failed_but_present, failed[..EXAMPLES].to_vec());
+        assert_eq!(r.unexpected, vec![-9, n + 1, n + 5]);
+        assert_eq!(
+            (r.attempted, r.acknowledged, r.failed),
+            (n as usize, n as usize - failed.len(), failed.len())
+        );
     }
 
     #[test]
