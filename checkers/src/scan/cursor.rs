@@ -84,6 +84,31 @@ fn has_below(w: u64, n: u8) -> u64 {
     w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS
 }
 
+/// The number spelled by the one to seven ASCII digits at `i` and how many there
+/// are, when the eight bytes there start with them (and, for more than one, not
+/// with `0`: such a number is no JSON integer and is left to [`Cur::int`]); the
+/// digits are found and combined a word at a time (the byte after them is the
+/// caller's to check). `None` otherwise.
+#[inline(always)]
+fn short_uint(b: &[u8], i: usize) -> Option<(i64, usize)> {
+    let w = word_at(b, i)?;
+    let d = w.wrapping_sub(ONES * u64::from(b'0'));
+    // The high bit of each byte that is no digit (exact up to the first such
+    // byte: borrows and carries only move upwards from it).
+    let not_digit = (d | d.wrapping_add(ONES * 0x76)) & HIGHS;
+    let len = (not_digit.trailing_zeros() / 8) as usize;
+    if len == 0 || len == 8 || (len > 1 && w & 0xff == u64::from(b'0')) {
+        return None;
+    }
+    // The digits at the top of the word, leading zeros below; then pairs,
+    // fours and the eight combined by multiplication.
+    let v = d << (8 * (8 - len));
+    let v = (v.wrapping_mul(2561) >> 8) & 0x00FF_00FF_00FF_00FF;
+    let v = (v.wrapping_mul(6_553_601) >> 16) & 0x0000_FFFF_0000_FFFF;
+    let v = v.wrapping_mul(42_949_672_960_001) >> 32;
+    Some((v as i64, len))
+}
+
 /// The number spelled by up to nineteen digits from `start` (nineteen always fit a
 /// u64), and where they end. Not inlined: in its own frame the loop keeps the
 /// number in a register (inlined into the large field scanner it was spilled to
@@ -209,6 +234,15 @@ impl<'a> Cur<'a> {
     #[inline(always)]
     pub fn int(&mut self) -> Option<Int> {
         let b = self.b;
+        // One to seven digits (indexes, processes, elements), a word at a time;
+        // a fraction or exponent after them makes it no integer either way.
+        if let Some((v, len)) = short_uint(b, self.i) {
+            if let Some(b'.' | b'e' | b'E') = b.get(self.i + len) {
+                return None;
+            }
+            self.i += len;
+            return Some(Int::Pos(v as u64));
+        }
         let neg = b.get(self.i) == Some(&b'-');
         let start = self.i + usize::from(neg);
         let (mut n, mut i) = digits(b, start);
@@ -279,6 +313,23 @@ impl<'a> Cur<'a> {
             return Some(());
         }
         loop {
+            // The usual element first: one to seven digits and then a comma or
+            // the `]`, read a word at a time; anything else the general way.
+            if let Some((v, len)) = short_uint(self.b, self.i) {
+                match self.b.get(self.i + len) {
+                    Some(b',') => {
+                        put(v);
+                        self.i += len + 1;
+                        continue;
+                    }
+                    Some(b']') => {
+                        put(v);
+                        self.i += len + 1;
+                        return Some(());
+                    }
+                    _ => {}
+                }
+            }
             self.ws();
             let v = match self.int()? {
                 Int::Neg(i) => i,
@@ -372,5 +423,50 @@ impl<'a> Cur<'a> {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `short_uint` reads what `Cur::int` reads, or leaves it to it.
+    fn agrees(text: &str) {
+        let b = text.as_bytes();
+        let mut c = Cur::new(text);
+        let general = c.int().map(|n| (n, c.i));
+        if let Some((v, len)) = short_uint(b, 0) {
+            assert!(len < 8 && v >= 0, "{text:?}");
+            let end = b.get(len).copied();
+            // What the caller accepts: a comma or `]` right after.
+            if matches!(end, Some(b',' | b']')) {
+                assert_eq!(general, Some((Int::Pos(v as u64), len)), "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_numbers_read_a_word_at_a_time_are_the_general_readers() {
+        for n in (0..200_000u64).chain((0..2_000).map(|i| 9_999_000 + i)) {
+            for sep in [",", "]", ".5,", "e1]", " ,", "x", "9,", "\u{e9}"] {
+                agrees(&format!("{n}{sep}1234567"));
+            }
+        }
+        for odd in [
+            "00,12345678",
+            "01,1234567",
+            "0,1234567",
+            "-1,234567",
+            " 1,234567",
+            "1234567,1",
+            "12345678,",
+            "7]\u{e9}\u{e9}\u{e9}",
+        ] {
+            agrees(odd);
+        }
+        assert_eq!(short_uint(b"0012345,", 0), None);
+        assert_eq!(short_uint(b"1234567,", 0), Some((1_234_567, 7)));
+        assert_eq!(short_uint(b"12345678", 0), None);
+        assert_eq!(short_uint(b"5,", 0), None, "fewer than eight bytes left");
     }
 }
