@@ -84,29 +84,46 @@ fn has_below(w: u64, n: u8) -> u64 {
     w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS
 }
 
-/// The number spelled by the one to seven ASCII digits at `i` and how many there
-/// are, when the eight bytes there start with them (and, for more than one, not
-/// with `0`: such a number is no JSON integer and is left to [`Cur::int`]); the
-/// digits are found and combined a word at a time (the byte after them is the
-/// caller's to check). `None` otherwise.
+/// How many ASCII digits the word `w` starts with (0 to 8) and the number they
+/// spell: the digits found with a mask, combined by three multiplications.
 #[inline(always)]
-fn short_uint(b: &[u8], i: usize) -> Option<(i64, usize)> {
-    let w = word_at(b, i)?;
+fn word_digits(w: u64) -> (u64, usize) {
     let d = w.wrapping_sub(ONES * u64::from(b'0'));
     // The high bit of each byte that is no digit (exact up to the first such
     // byte: borrows and carries only move upwards from it).
     let not_digit = (d | d.wrapping_add(ONES * 0x76)) & HIGHS;
     let len = (not_digit.trailing_zeros() / 8) as usize;
-    if len == 0 || len == 8 || (len > 1 && w & 0xff == u64::from(b'0')) {
-        return None;
+    if len == 0 {
+        return (0, 0);
     }
     // The digits at the top of the word, leading zeros below; then pairs,
-    // fours and the eight combined by multiplication.
+    // fours and the eight combined.
     let v = d << (8 * (8 - len));
     let v = (v.wrapping_mul(2561) >> 8) & 0x00FF_00FF_00FF_00FF;
     let v = (v.wrapping_mul(6_553_601) >> 16) & 0x0000_FFFF_0000_FFFF;
-    let v = v.wrapping_mul(42_949_672_960_001) >> 32;
-    Some((v as i64, len))
+    (v.wrapping_mul(42_949_672_960_001) >> 32, len)
+}
+
+const POW10: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
+
+/// The number spelled by the one to fifteen ASCII digits at `i` and how many
+/// there are, read a word at a time, when the bytes there start with them and
+/// at least eight bytes follow their start (sixteen past eight digits); for
+/// more than one digit, not with `0` (no JSON integer: left to [`Cur::int`]).
+/// The byte after them is the caller's to check. `None` otherwise.
+#[inline(always)]
+fn short_uint(b: &[u8], i: usize) -> Option<(i64, usize)> {
+    let w = word_at(b, i)?;
+    let (hi, n) = word_digits(w);
+    if n == 0 || (n > 1 && w & 0xff == u64::from(b'0')) {
+        return None;
+    }
+    if n < 8 {
+        return Some((hi as i64, n));
+    }
+    let (lo, m) = word_digits(word_at(b, i + 8)?);
+    let scale = *POW10.get(m)?;
+    Some(((hi * scale + lo) as i64, 8 + m))
 }
 
 /// The number spelled by up to nineteen digits from `start` (nineteen always fit a
@@ -436,7 +453,7 @@ mod tests {
         let mut c = Cur::new(text);
         let general = c.int().map(|n| (n, c.i));
         if let Some((v, len)) = short_uint(b, 0) {
-            assert!(len < 8 && v >= 0, "{text:?}");
+            assert!(len < 16 && v >= 0, "{text:?}");
             let end = b.get(len).copied();
             // What the caller accepts: a comma or `]` right after.
             if matches!(end, Some(b',' | b']')) {
@@ -447,7 +464,16 @@ mod tests {
 
     #[test]
     fn short_numbers_read_a_word_at_a_time_are_the_general_readers() {
-        for n in (0..200_000u64).chain((0..2_000).map(|i| 9_999_000 + i)) {
+        let long = [
+            9_999_000,
+            99_999_990,
+            100_000_000_000,
+            123_456_789_012_345,
+            999_999_999_999_990,
+            1_000_000_000_000_000,
+        ];
+        let near = long.iter().flat_map(|&n| n..n + 20);
+        for n in (0..200_000u64).chain(near) {
             for sep in [",", "]", ".5,", "e1]", " ,", "x", "9,", "\u{e9}"] {
                 agrees(&format!("{n}{sep}1234567"));
             }
@@ -466,7 +492,17 @@ mod tests {
         }
         assert_eq!(short_uint(b"0012345,", 0), None);
         assert_eq!(short_uint(b"1234567,", 0), Some((1_234_567, 7)));
-        assert_eq!(short_uint(b"12345678", 0), None);
+        assert_eq!(
+            short_uint(b"12345678", 0),
+            None,
+            "fewer than sixteen bytes left"
+        );
+        assert_eq!(short_uint(b"12345678,0000000", 0), Some((12_345_678, 8)));
+        assert_eq!(
+            short_uint(b"123456789012345,", 0),
+            Some((123_456_789_012_345, 15))
+        );
+        assert_eq!(short_uint(b"1234567890123456,0000000", 0), None);
         assert_eq!(short_uint(b"5,", 0), None, "fewer than eight bytes left");
     }
 }
