@@ -147,7 +147,7 @@ pub fn run(args: KnownAnswerArgs) -> anyhow::Result<u8> {
     }
     let failed = cells.iter().filter(|c| !c.pass).count();
     println!(
-        "{} cells, {} passed, {} failed, in {:.0}s (seeds {:?}, sound seeds {:?}, {} nodes, {:?} runs with a {:?} fault)",
+        "{} cells, {} passed, {} failed, in {:.0}s (seeds {:?}, sound seeds {:?}, {} nodes, {:?} runs with a {:?} fault; pause-master: {:?} runs with a {:?} pause)",
         cells.len(),
         cells.len() - failed,
         failed,
@@ -156,7 +156,9 @@ pub fn run(args: KnownAnswerArgs) -> anyhow::Result<u8> {
         o.sound_seeds,
         o.nodes,
         o.time_limit,
-        o.nemesis_interval
+        o.nemesis_interval,
+        super::timing(&o, TargetedFault::PauseMaster).0,
+        super::timing(&o, TargetedFault::PauseMaster).1
     );
     for d in super::deviations(&cells) {
         eprintln!("splitbrain: deviation: {d}");

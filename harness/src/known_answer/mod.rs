@@ -14,6 +14,7 @@ use crate::config::{NemesisKind, TargetedFault, TestConfig};
 use crate::control::SshOptions;
 use crate::lab::{self, LabConfig};
 use crate::runner::{self, stop::Stop, RunOutcome};
+use crate::systems::zoo::spares::{Spares, SparingZoo};
 use crate::systems::zoo::Zoo;
 use anyhow::Context;
 use expect::Results;
@@ -50,7 +51,8 @@ pub struct Options {
 
 impl Options {
     /// The full matrix: every harness mode × every targeted fault, seeds 1..=5,
-    /// 3 nodes, a 7 s run with one 4 s fault (from 2 s to 6 s).
+    /// 3 nodes, a 7 s run with one 4 s fault (from 2 s to 6 s); `pause-master` is
+    /// timed by [`timing`].
     pub fn full(zoo_binary: PathBuf, results_dir: PathBuf) -> Options {
         Options {
             modes: crate::systems::zoo::MODES
@@ -140,14 +142,14 @@ fn config(
         mode: mode.to_string(),
         workload,
         nemesis: NemesisKind::Targeted(fault),
-        time_limit: o.time_limit,
+        time_limit: timing(o, fault).0,
         warmup: Duration::ZERO,
         op_mix: workload.default_mix(),
-        nemesis_interval: o.nemesis_interval,
+        nemesis_interval: timing(o, fault).1,
         recovery_time: o.recovery_time,
         op_timeout: o.op_timeout,
-        concurrency: o.concurrency,
-        rate: o.rate,
+        concurrency: o.concurrency * clients_factor(fault),
+        rate: o.rate * clients_factor(fault) as f64,
         max_ops: 1_000_000,
         seed,
         leave_db_running: false,
@@ -155,6 +157,42 @@ fn config(
         harness_version: env!("CARGO_PKG_VERSION"),
     }
 }
+
+/// The run's time limit and the fault's length. `pause-master` pauses
+/// [`PAUSE_LONGER`] longer than the other faults last, [`PAUSE_CYCLES`] times (each
+/// time the master of the moment, after the same gap of half a pause), in a run that
+/// ends as long after the last heal as the others end after theirs. Longer: a
+/// failover takes 1.5 s (async-failover) to 2.9 s (semi-sync, raft) of a 4 s pause,
+/// which left the new master about one second of writes for the woken one to be
+/// stale about, too little for the 16 register keys to show it. Twice: whether the
+/// woken master answers a waiting client before it hears of the new master is a
+/// race it won in about four wakes of five on the lab; each pause is another try.
+pub(crate) fn timing(o: &Options, fault: TargetedFault) -> (Duration, Duration) {
+    match fault {
+        TargetedFault::PauseMaster => {
+            let pause = o.nemesis_interval + PAUSE_LONGER;
+            let after_heal = o.time_limit.saturating_sub(o.nemesis_interval * 3 / 2);
+            (pause * 3 / 2 * PAUSE_CYCLES + after_heal, pause)
+        }
+        _ => (o.time_limit, o.nemesis_interval),
+    }
+}
+
+/// `pause-master` runs twice the clients, each at the usual rate: four of twelve
+/// stick with the frozen master (clients are spread over the nodes), so each wake
+/// finds four requests waiting, on four register keys.
+fn clients_factor(fault: TargetedFault) -> usize {
+    match fault {
+        TargetedFault::PauseMaster => 2,
+        _ => 1,
+    }
+}
+
+/// How much longer `pause-master` pauses than the other faults last.
+pub const PAUSE_LONGER: Duration = Duration::from_secs(1);
+
+/// How many times `pause-master` pauses the master in one run.
+pub const PAUSE_CYCLES: u32 = 2;
 
 /// Reads a run's stored history back (what was judged).
 fn history(o: &RunOutcome) -> anyhow::Result<Vec<checkers::Op>> {
@@ -242,6 +280,11 @@ pub async fn run(
     Ok(done)
 }
 
+/// Spare connections per node in the `pause-master` scenario: the four clients and
+/// the role observer of the frozen master use one per timed-out request (a 5 s
+/// pause, 1 s timeouts: about 5 each), all of them opened before it froze.
+pub const PAUSE_SPARES: usize = 40;
+
 /// How often a seed is tried when the harness could not run it (the lab's SSH
 /// dropped, a node could not be set up): such a failure says nothing about the zoo.
 const SEED_ATTEMPTS: u32 = 3;
@@ -263,15 +306,14 @@ async fn run_seed(
         let mut zoo =
             Zoo::with_binary(&cell.mode, o.zoo_binary.clone()).map_err(|e| format!("{e:#}"))?;
         zoo.faketime = cell.fault == TargetedFault::ClockSkew;
-        let out = runner::run_test(
-            cfg,
-            zoo,
-            ssh,
-            &o.results_dir,
-            stop.clone(),
-            &workloads::AnalyseOptions::default(),
-        )
-        .await
+        let (dir, analysis) = (&o.results_dir, workloads::AnalyseOptions::default());
+        let out = if cell.fault == TargetedFault::PauseMaster {
+            let spares = Spares::new(PAUSE_SPARES, zoo.connect_timeout);
+            let zoo = SparingZoo::new(zoo, spares);
+            runner::run_test(cfg, zoo, ssh, dir, stop.clone(), &analysis).await
+        } else {
+            runner::run_test(cfg, zoo, ssh, dir, stop.clone(), &analysis).await
+        }
         .map_err(|e| format!("{e:#}").replace('\n', " "))?;
         outcomes.push(out);
     }
@@ -401,4 +443,23 @@ pub fn to_json(cells: &[CellResult]) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({ "cells": cells })
+}
+
+#[cfg(test)]
+mod timing_tests {
+    use super::*;
+
+    #[test]
+    fn pause_master_pauses_longer_and_still_ends_a_second_before_the_run() {
+        let o = Options::full(PathBuf::from("zoo"), PathBuf::from("results"));
+        let s = Duration::from_secs;
+        assert_eq!(timing(&o, TargetedFault::KillMaster), (s(7), s(4)));
+        assert_eq!(timing(&o, TargetedFault::IsolateMaster), (s(7), s(4)));
+        let (limit, pause) = timing(&o, TargetedFault::PauseMaster);
+        // Two 5 s pauses, from 2.5 s and from 10 s; the second healed at 15 s.
+        assert_eq!((limit, pause), (s(16), s(5)));
+        // Every fault ends 1 s before the clients stop.
+        assert_eq!(limit - pause * 3 / 2 * PAUSE_CYCLES, s(1));
+        assert_eq!(o.time_limit - o.nemesis_interval * 3 / 2, s(1));
+    }
 }

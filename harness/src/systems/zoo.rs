@@ -1,4 +1,5 @@
-//! The zoo as a system under test: uploads the `zoo` binary to every node, starts one
+//! The zoo as a system under test: puts the `zoo` binary on every node (uploaded only
+//! where no byte-identical copy is there already), starts one
 //! daemon per node under `<workdir>/zoo/`, asks nodes for their roles, and maps the
 //! zoo protocol's answers onto `ok` / `fail` / `info`. The ring modes are masterless:
 //! every node accepts writes by design, so no node is reported as master (the
@@ -14,10 +15,18 @@ use nemesis::clock;
 use serde_json::{json, Map, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use workloads::{Invocation, OpFn};
 use zoo::client::{CallError, Client};
 use zoo::proto::{ErrorCode, Outcome as ZooOutcome, Request, Response, RoleKind};
+
+#[path = "zoo_spares.rs"]
+pub mod spares;
+#[path = "zoo_stop.rs"]
+mod stop;
+use spares::Spares;
+use stop::stop_script;
 
 /// The port every zoo node listens on, for clients and peers.
 pub const PORT: u16 = 7070;
@@ -36,6 +45,10 @@ pub const MODES: &[&str] = &[
 
 /// The modes in which every node accepts writes (no master by design).
 pub const MASTERLESS: &[&str] = &["lww-ring", "vclock-ring"];
+
+/// How often the readiness wait asks every node for its role: a role query is one
+/// local round trip, and each 50 ms saved here is saved on every run.
+const READY_POLL: Duration = Duration::from_millis(50);
 
 pub struct Zoo {
     pub mode: String,
@@ -122,16 +135,6 @@ fn peers_flag(all: &[NodeSpec]) -> String {
         .join(",")
 }
 
-/// Shell text that stops the daemon whose pid file is `pid`: TERM, up to 5 s, then KILL.
-fn stop_script(pid: &str) -> String {
-    let pid = sh_quote(pid);
-    format!(
-        "if [ -f {pid} ]; then p=$(cat {pid}); if kill -0 \"$p\" 2>/dev/null; then kill -TERM \"$p\"; \
-         for i in $(seq 50); do kill -0 \"$p\" 2>/dev/null || break; sleep 0.1; done; \
-         kill -KILL \"$p\" 2>/dev/null || true; fi; rm -f {pid}; fi"
-    )
-}
-
 impl System for Zoo {
     async fn version(&self, _node: &NodeHandle) -> Option<String> {
         Some(format!(
@@ -168,10 +171,17 @@ impl System for Zoo {
             .exec_ok(&prep, t)
             .await
             .with_context(|| format!("{}: preparing {dir}", spec.name))?;
-        node.remote
-            .upload(&self.binary, &bin, 0o755)
-            .await
-            .with_context(|| format!("{}: uploading the zoo binary to {bin}", spec.name))?;
+        // Most runs find the binary of the run before: a debug build is ~75 MB,
+        // seconds over SSH, so only a node whose copy differs gets it.
+        let sent = crate::control::upload_unless_identical(
+            node.remote.as_ref(),
+            &self.binary,
+            &bin,
+            0o755,
+        )
+        .await
+        .with_context(|| format!("{}: uploading the zoo binary to {bin}", spec.name))?;
+        tracing::info!(node = %spec.name, upload = ?sent, "zoo binary in place");
         let cmd = self.start_command(spec, all);
         node.remote
             .exec_ok(&cmd, t)
@@ -198,7 +208,7 @@ impl System for Zoo {
                         answered.join(",")
                     );
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(READY_POLL).await;
                 continue;
             }
             let masters = super::current_masters(&roles);
@@ -228,7 +238,7 @@ impl System for Zoo {
                     masters
                 );
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(READY_POLL).await;
         }
     }
 
@@ -290,6 +300,7 @@ impl System for Zoo {
             conn: None,
             connect_timeout: self.connect_timeout,
             masterless: self.masterless(),
+            spares: None,
         }
     }
 }
@@ -302,6 +313,8 @@ pub struct ZooClient {
     connect_timeout: Duration,
     /// A ring mode: the node's `master` role is not a master claim.
     masterless: bool,
+    /// Where a new connection comes from first ([`spares::SparingZoo`]).
+    spares: Option<Arc<Spares>>,
 }
 
 fn classify(e: &CallError) -> Outcome {
@@ -336,6 +349,12 @@ fn fail_kind(code: ErrorCode) -> FailKind {
 }
 
 impl ZooClient {
+    /// This client, taking each new connection from `spares` when one is ready.
+    pub fn with_spares(mut self, spares: Arc<Spares>) -> ZooClient {
+        self.spares = Some(spares);
+        self
+    }
+
     async fn resolve(&self) -> Result<SocketAddr, String> {
         let target = format!("{}:{PORT}", self.host);
         let mut addrs = tokio::net::lookup_host(target.as_str())
@@ -349,9 +368,13 @@ impl ZooClient {
     async fn connected(&mut self) -> Result<&mut Client, String> {
         if self.conn.as_ref().is_none_or(Client::is_poisoned) {
             let addr = self.resolve().await?;
-            let c = Client::connect(addr, self.connect_timeout)
-                .await
-                .map_err(|e| e.to_string())?;
+            let spare = self.spares.as_ref().and_then(|s| s.take(addr));
+            let c = match spare {
+                Some(c) => c,
+                None => Client::connect(addr, self.connect_timeout)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            };
             self.conn = Some(c);
         }
         self.conn
