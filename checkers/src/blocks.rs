@@ -2,7 +2,8 @@
 //! reads `history.jsonl` in large blocks of whole lines and deals them in turn to two
 //! scanning threads, which scan every line with [`crate::scan::scan`] into
 //! fixed-size entries that point into the block (byte spans, no per-line
-//! allocation); the calling thread takes the blocks back in file order and hands
+//! allocation; a long list of integers, a final read, straight into a set); the
+//! calling thread takes the blocks back in file order and hands
 //! each line's [`OpView`] to the checker. Reading and scanning overlap the checker's
 //! own work, and the checker still sees every entry in order, so its
 //! results are those of the one-thread [`crate::scan::for_each_view`]: same line
@@ -392,6 +393,36 @@ mod tests {
         let par = par.expect("parses");
         assert_eq!(par.len(), 120_001);
         assert_eq!(Ok(par), seq);
+    }
+
+    #[test]
+    fn a_long_list_comes_as_its_set_and_a_short_one_as_its_elements() {
+        let long: Vec<i64> = (0..5_000).map(|i| (i * 7) % 4_001 - 3).collect();
+        let line = |v: &[i64]| {
+            format!(
+                "{{\"index\":1,\"time\":2,\"process\":3,\"type\":\"ok\",\"f\":\"read\",\"value\":{}}}\n",
+                serde_json::to_string(v).unwrap_or_default()
+            )
+        };
+        let text = format!("{}{}", line(&long), line(&[4, 4, -1]));
+        assert!(text.len() > SET_FROM);
+        let mut seen = Vec::new();
+        for_each_view_par(text.as_bytes(), |v| {
+            let mut buf = Vec::new();
+            let elems = v.value.ints(&mut buf).map(<[i64]>::to_vec);
+            seen.push((v.members.map(|m| m.iter().collect::<Vec<_>>()), elems));
+        })
+        .expect("parses");
+        let mut want: Vec<i64> = long.clone();
+        want.sort_unstable();
+        want.dedup();
+        let (set, elems) = &seen[0];
+        let mut got = set.clone().expect("a set for the long list");
+        got.sort_unstable();
+        assert_eq!(got, want);
+        // The raw text still reads as the list, in order, repeats included.
+        assert_eq!(elems.as_deref(), Some(&long[..]));
+        assert_eq!(seen[1], (None, Some(vec![4, 4, -1])));
     }
 
     #[test]

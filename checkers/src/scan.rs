@@ -3,7 +3,8 @@
 //! raw JSON text, and the extras `final`, `acked_by`, `epoch`) out of one line
 //! without building a `serde_json::Value`, and [`scan_ints`] also reads a value that
 //! is an array of integers into a buffer (a set's read result: parsed once, on the
-//! scanning thread). It accepts a strict subset of JSON (no backslash escapes,
+//! scanning thread), or [`scan_line_set_at`] a long one into a [`Members`] set.
+//! It accepts a strict subset of JSON (no backslash escapes,
 //! integers only, bounded nesting) and answers `None` for anything else, so the
 //! caller falls back to the full serde parse of [`Op`], which then also words any
 //! error. [`OpView`] is what the streaming checkers consume, built from a scanned
