@@ -132,6 +132,13 @@ pub struct TestArgs {
     /// Client processes: a count, or `Nn` for N per node.
     #[arg(long, default_value = "2n", value_parser = config::parse_concurrency)]
     pub concurrency: Concurrency,
+    /// Register workload only (ignored by the others): client processes sharing one
+    /// key at a time, from 1; a value above the concurrency is clamped to it (every
+    /// process on one key), and test.json records the value used. More processes per
+    /// key make stale reads and concurrent writes frequent.
+    #[arg(long, value_name = "N", default_value_t = workloads::register::DEFAULT_PROCESSES_PER_KEY,
+          value_parser = config::parse_processes_per_key, allow_negative_numbers = true)]
+    pub processes_per_key: u64,
     /// Target ops/s over all clients (0: as fast as they go).
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
@@ -423,9 +430,11 @@ pub(crate) fn run_one(
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
+    let concurrency = args.concurrency.resolve(nodes.len());
     let cfg = TestConfig {
         name,
-        concurrency: args.concurrency.resolve(nodes.len()),
+        concurrency,
+        processes_per_key: args.processes_per_key.min(concurrency as u64),
         nodes,
         username: args.cluster.username.clone(),
         system: spec.kind.to_string(),

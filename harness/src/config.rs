@@ -69,6 +69,17 @@ pub fn parse_concurrency(text: &str) -> Result<Concurrency, String> {
     })
 }
 
+/// `--processes-per-key`: register clients sharing one key, a whole number from 1
+/// (the run clamps it to the concurrency).
+pub fn parse_processes_per_key(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "invalid processes per key {text:?}: expected a whole number from 1 (above the concurrency means every client on one key)"
+        )),
+    }
+}
+
 /// Serializes a duration as fractional seconds.
 pub fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
@@ -319,6 +330,11 @@ pub struct TestConfig {
     #[serde(serialize_with = "secs")]
     pub op_timeout: Duration,
     pub concurrency: usize,
+    /// Register workload only (the others ignore it): client processes sharing one key
+    /// at a time, 1 to `concurrency` (larger requests are clamped to `concurrency`, so
+    /// this is the value used). More processes per key make stale reads and concurrent
+    /// writes frequent, which non-linearizable systems need to be caught outside faults.
+    pub processes_per_key: u64,
     /// Target ops/s over all clients; 0 means unthrottled.
     pub rate: f64,
     /// Upper bound on client operations in the run.
@@ -352,6 +368,11 @@ mod tests {
         assert_eq!(parse_concurrency("7").unwrap().resolve(5), 7);
         for bad in ["0", "n", "-1", "2x", "5000"] {
             assert!(parse_concurrency(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_processes_per_key("12"), Ok(12));
+        for bad in ["0", "-1", "two", "", "1.5"] {
+            let e = parse_processes_per_key(bad).unwrap_err();
+            assert!(e.starts_with("invalid processes per key"), "{bad}: {e}");
         }
         assert_eq!(
             parse_nemesis("partition").unwrap(),

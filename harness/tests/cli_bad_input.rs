@@ -132,6 +132,12 @@ fn bad_flags_and_values() {
         &["/nonexistent/key"],
     );
     assert_one_line(&["test", "--nodes", "n1", "--rate=-5"], &["--rate"]);
+    for bad in ["0", "two", "-1"] {
+        assert_one_line(
+            &["test", "--workload", "register", "--processes-per-key", bad],
+            &["--processes-per-key"],
+        );
+    }
     assert_one_line(
         &["test", "--nodes", "n1", "--name", "../escape"],
         &["--name"],

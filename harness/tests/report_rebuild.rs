@@ -182,6 +182,7 @@ fn results_written_by_the_runner_read_back() {
         recovery_time: std::time::Duration::from_secs(1),
         op_timeout: std::time::Duration::from_millis(500),
         concurrency: 4,
+        processes_per_key: 2,
         rate: 10.0,
         max_ops: 100,
         seed: 9,
@@ -226,6 +227,14 @@ fn results_written_by_the_runner_read_back() {
         again.contains(" --warmup 1s --op-mix 'add=9,read=1'"),
         "{again}"
     );
+    // Processes per key round-trip; only the register workload's command carries them.
+    assert_eq!(back.test.processes_per_key, 2);
+    assert!(!again.contains("--processes-per-key"), "{again}");
+    let mut register = back.test.clone();
+    register.workload = "register".into();
+    register.processes_per_key = 4;
+    let cmd = harness::report::reproduce_command(&register);
+    assert!(cmd.contains(" --processes-per-key 4"), "{cmd}");
     assert_eq!(back.stats.info, 1);
     assert_eq!(back.heal_errors, vec!["n3: iptables: gone".to_string()]);
     assert!(back.interrupted && !back.reconstructed);

@@ -149,18 +149,32 @@ impl WorkloadKind {
     /// A seeded generator for this workload; `concurrency` is the number of client
     /// processes (process ids taken modulo it), which the per-key workloads group.
     pub fn generator(self, seed: u64, concurrency: u64) -> Box<dyn Generator> {
-        self.generator_with(seed, concurrency, &self.default_mix())
+        self.generator_with(
+            seed,
+            concurrency,
+            &self.default_mix(),
+            register::DEFAULT_PROCESSES_PER_KEY,
+        )
     }
 
     /// [`WorkloadKind::generator`] with the operations in the proportions of `mix`
     /// (from [`WorkloadKind::parse_op_mix`] or [`WorkloadKind::default_mix`] of the
-    /// same workload).
-    pub fn generator_with(self, seed: u64, concurrency: u64, mix: &OpMix) -> Box<dyn Generator> {
+    /// same workload) and, for the register workload, `processes_per_key` client
+    /// processes sharing each key (at least 1, at most `concurrency`; the other
+    /// workloads ignore it).
+    pub fn generator_with(
+        self,
+        seed: u64,
+        concurrency: u64,
+        mix: &OpMix,
+        processes_per_key: u64,
+    ) -> Box<dyn Generator> {
         match self {
             WorkloadKind::Set => Box::new(set::SetGenerator::with_mix(seed, mix)),
             WorkloadKind::Register => {
                 let opts = register::Options {
                     weights: [mix.weight("read"), mix.weight("write"), mix.weight("cas")],
+                    processes_per_key,
                     ..register::Options::default()
                 };
                 Box::new(register::RegisterGenerator::new(seed, concurrency, opts))

@@ -183,7 +183,7 @@ mod tests {
     fn generators_follow_the_mix() {
         let count = |w: WorkloadKind, spec: &str| {
             let mix = w.parse_op_mix(spec).unwrap();
-            let mut g = w.generator_with(5, 4, &mix);
+            let mut g = w.generator_with(5, 4, &mix, 2);
             let mut n = std::collections::BTreeMap::new();
             for i in 0..4000 {
                 *n.entry(g.next(i % 4).f.as_str()).or_insert(0) += 1;

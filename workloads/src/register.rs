@@ -13,10 +13,14 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// Processes sharing one key when the user does not say (`--processes-per-key`).
+pub const DEFAULT_PROCESSES_PER_KEY: u64 = 2;
+
 /// Shape of the register workload.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// Processes sharing one key at a time.
+    /// Processes sharing one key at a time; clamped to `1..=concurrency` (with the
+    /// concurrency, every process works on the same key until it rotates).
     pub processes_per_key: u64,
     /// Ops issued on a key before its group moves on to a fresh key.
     pub ops_per_key: u64,
@@ -31,7 +35,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            processes_per_key: 2,
+            processes_per_key: DEFAULT_PROCESSES_PER_KEY,
             ops_per_key: 60,
             values: 5,
             weights: [2, 1, 1],
@@ -56,7 +60,7 @@ pub struct RegisterGenerator {
 impl RegisterGenerator {
     pub fn new(seed: u64, concurrency: u64, opts: Options) -> Self {
         let concurrency = concurrency.max(1);
-        let per = opts.processes_per_key.max(1);
+        let per = opts.processes_per_key.clamp(1, concurrency);
         let n = concurrency.div_ceil(per);
         RegisterGenerator {
             opts: Options {
@@ -231,6 +235,47 @@ mod tests {
         }
         // 240 ops, 10 per key.
         assert_eq!(users.len(), 24);
+    }
+
+    /// The keys of `rounds` rounds of every process (ids renewed as a crashed
+    /// process's would be: `p + k * concurrency`), in issue order.
+    fn keys_issued(g: &mut dyn Generator, concurrency: u64, rounds: u64) -> Vec<String> {
+        let mut keys = Vec::new();
+        for round in 0..rounds {
+            for p in 0..concurrency {
+                keys.push(g.next(p + concurrency * (round % 3)).key.unwrap());
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn every_process_on_one_key_when_processes_per_key_is_the_concurrency() {
+        // Through the same entry point the runner uses, so the option is plumbed.
+        let mix = crate::WorkloadKind::Register.default_mix();
+        let mut g = crate::WorkloadKind::Register.generator_with(11, 5, &mix, 5);
+        let keys = keys_issued(g.as_mut(), 5, 60);
+        assert_eq!(keys.len(), 300);
+        // One key at a time: 60 ops on r0 from all five processes, then 60 on r1, ...
+        for (i, chunk) in keys.chunks(60).enumerate() {
+            let want = format!("r{i}");
+            assert!(chunk.iter().all(|k| *k == want), "chunk {i}: {chunk:?}");
+        }
+        // A larger value is clamped to the concurrency: the same schedule.
+        let mut clamped = RegisterGenerator::new(
+            11,
+            5,
+            Options {
+                processes_per_key: 500,
+                ..Options::default()
+            },
+        );
+        assert_eq!(keys_issued(&mut clamped, 5, 60), keys);
+        // The default keeps two processes per key: three keys live at once.
+        let mut pairs = crate::WorkloadKind::Register.generator_with(11, 5, &mix, 2);
+        let first: std::collections::BTreeSet<String> =
+            keys_issued(pairs.as_mut(), 5, 1).into_iter().collect();
+        assert_eq!(first.len(), 3, "{first:?}");
     }
 
     #[test]

@@ -297,6 +297,12 @@ pub fn reproduce_command(t: &StoredTest) -> String {
     if !t.op_mix.is_empty() {
         cmd.push_str(&format!(" --op-mix {}", sh_quote(&t.op_mix)));
     }
+    if t.workload == "register"
+        && t.processes_per_key > 0
+        && t.processes_per_key != workloads::register::DEFAULT_PROCESSES_PER_KEY
+    {
+        cmd.push_str(&format!(" --processes-per-key {}", t.processes_per_key));
+    }
     if t.leave_db_running {
         cmd.push_str(" --leave-db-running");
     }

@@ -74,6 +74,9 @@ pub struct StoredTest {
     pub recovery_time: f64,
     pub op_timeout: f64,
     pub concurrency: usize,
+    /// Register workload: processes sharing one key (0 in runs from before the option:
+    /// the default, 2).
+    pub processes_per_key: u64,
     pub rate: f64,
     pub max_ops: u64,
     pub seed: u64,

@@ -310,6 +310,7 @@ async fn run_body<S: System>(
         cfg.seed,
         conc,
         &cfg.op_mix,
+        cfg.processes_per_key,
     )));
     // Leader observation runs through the faults, heal and recovery wait.
     let observers_stop = Stop::default();
