@@ -562,68 +562,6 @@ mod tests {
     }
 
     #[test]
-    fn a_large_report_built_in_halves_is_exact() {
-        // Enough elements and lost writes for both of the report's passes to run
-        // in two halves; the categories spread over both.
-        let n = 3 * pass::PAR_FROM as i64;
-        let mut h = H(vec![], 0);
-        for e in 0..n {
-            let done = if e % 97 == 0 {
-                OpType::Fail
-            } else {
-                OpType::Ok
-            };
-            h.add(1 + (e % 3) as u64, e, done);
-        }
-        // n1 holds every third element and the failed ones; n2 all but every
-        // fifth; both hold some never added (unexpected).
-        let n1: Vec<i64> = (0..n)
-            .filter(|e| e % 3 == 0 || e % 97 == 0)
-            .chain([n + 5, -9])
-            .collect();
-        let n2: Vec<i64> = (0..n).filter(|e| e % 5 != 0).chain([n + 1, -9]).collect();
-        h.final_read(7, "n1", &n1);
-        h.final_read(8, "n2", &n2);
-        let r = check(&h.0);
-        let acked = |e: &i64| e % 97 != 0;
-        let want_lost: Vec<i64> = (0..n)
-            .filter(|e| acked(e) && e % 3 != 0 && e % 5 == 0)
-            .collect();
-        let want_divergent: Vec<i64> = (0..n)
-            .filter(|e| acked(e) && ((e % 3 == 0) != (e % 5 != 0)))
-            .collect();
-        assert!(want_lost.len() + want_divergent.len() > 2 * pass::PAR_FROM);
-        assert_eq!(
-            r.lost.iter().map(|w| w.element).collect::<Vec<_>>(),
-            want_lost
-        );
-        assert_eq!(
-            r.divergent.iter().map(|w| w.element).collect::<Vec<_>>(),
-            want_divergent
-        );
-        assert_eq!(
-            (r.lost_count, r.divergent_count),
-            (want_lost.len(), want_divergent.len())
-        );
-        for w in r.lost.iter().chain(&r.divergent) {
-            let on: Vec<&str> = [("n1", w.element % 3 != 0), ("n2", w.element % 5 == 0)]
-                .into_iter()
-                .filter_map(|(n, missing)| missing.then_some(n))
-                .collect();
-            assert_eq!(w.missing_on, on, "{}", w.element);
-            assert_eq!(w.acked_by.as_deref(), Some("n1"));
-        }
-        let failed: Vec<i64> = (0..n).filter(|e| e % 97 == 0).collect();
-        assert_eq!(r.failed_but_present_count, failed.len());
-        assert_eq!(r.failed_but_present, failed[..EXAMPLES].to_vec());
-        assert_eq!(r.unexpected, vec![-9, n + 1, n + 5]);
-        assert_eq!(
-            (r.attempted, r.acknowledged, r.failed),
-            (n as usize, n as usize - failed.len(), failed.len())
-        );
-    }
-
-    #[test]
     fn an_element_keeps_its_slot_when_the_dense_range_grows_past_it() {
         // 100000 is first beyond the dense range (hashed); 80000 more elements grow
         // the range past it, and later lookups must find the same element.

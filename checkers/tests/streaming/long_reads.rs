@@ -240,3 +240,80 @@ fn a_long_final_read_keeps_negative_and_huge_elements() {
         serde_json::to_value(ref_dual_master::check(&ops)).expect("report")
     );
 }
+
+#[test]
+fn a_large_report_built_in_halves_is_exact() {
+    // 48k elements and 30k lost or divergent writes: the set checker's report
+    // passes (in two halves from 16k of either) run split, with every category
+    // spread over both halves; known answers, and the reference's report.
+    let n = 48_000i64;
+    let mut ops = Vec::new();
+    let mut t = 0;
+    for e in 0..n {
+        let p = Process::Client(1 + (e % 3) as u64);
+        let done = if e % 97 == 0 {
+            OpType::Fail
+        } else {
+            OpType::Ok
+        };
+        t += 10;
+        ops.push(Op::new(t, p, OpType::Invoke, "add", json!(e)));
+        let mut ok = Op::new(t + 5, p, done, "add", json!(e));
+        ok.extra.insert("acked_by".into(), json!("n1"));
+        ops.push(ok);
+    }
+    // n1 holds every third element and the failed ones, n2 all but every fifth;
+    // both hold some never added (unexpected).
+    let n1: Vec<i64> = (0..n)
+        .filter(|e| e % 3 == 0 || e % 97 == 0)
+        .chain([n + 5, -9])
+        .collect();
+    let n2: Vec<i64> = (0..n).filter(|e| e % 5 != 0).chain([n + 1, -9]).collect();
+    for (i, (node, held)) in [("n1", n1), ("n2", n2)].into_iter().enumerate() {
+        let p = Process::Client(10 + i as u64);
+        let mut inv = Op::new(t + 100, p, OpType::Invoke, "read", Value::Null);
+        let mut ok = Op::new(t + 200, p, OpType::Ok, "read", json!(held));
+        for op in [&mut inv, &mut ok] {
+            op.node = Some(node.into());
+            op.extra.insert("final".into(), json!(true));
+        }
+        ops.extend([inv, ok]);
+    }
+    let mut w = JsonlWriter::new(Vec::new());
+    for op in &mut ops {
+        w.append(op).expect("writing to memory");
+    }
+    let text = w.into_inner();
+    let r = lost_writes::check_jsonl(&text[..]).expect("parses");
+    let acked = |e: &i64| e % 97 != 0;
+    let want_lost: Vec<i64> = (0..n)
+        .filter(|e| acked(e) && e % 3 != 0 && e % 5 == 0)
+        .collect();
+    let want_divergent: Vec<i64> = (0..n)
+        .filter(|e| acked(e) && ((e % 3 == 0) != (e % 5 != 0)))
+        .collect();
+    assert!(want_divergent.len() > 16_384 && n > 16_384);
+    assert_eq!(
+        r.lost.iter().map(|w| w.element).collect::<Vec<_>>(),
+        want_lost
+    );
+    assert_eq!(
+        r.divergent.iter().map(|w| w.element).collect::<Vec<_>>(),
+        want_divergent
+    );
+    for w in r.lost.iter().chain(&r.divergent) {
+        let on: Vec<&str> = [("n1", w.element % 3 != 0), ("n2", w.element % 5 == 0)]
+            .into_iter()
+            .filter_map(|(n, missing)| missing.then_some(n))
+            .collect();
+        assert_eq!(w.missing_on, on, "{}", w.element);
+    }
+    let failed: Vec<i64> = (0..n).filter(|e| e % 97 == 0).collect();
+    assert_eq!(r.failed_but_present_count, failed.len());
+    assert_eq!(r.failed_but_present, failed[..20].to_vec());
+    assert_eq!(r.unexpected, vec![-9, n + 1, n + 5]);
+    assert_eq!(
+        serde_json::to_value(&r).expect("report"),
+        serde_json::to_value(ref_lost_writes::check(&ops)).expect("report")
+    );
+}
