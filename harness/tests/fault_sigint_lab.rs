@@ -167,33 +167,9 @@ fn kill_9_during_a_pause_then_fault_heal_resumes_it() {
         .unwrap();
     let controller = child.id();
     let mut guard = Child(Some(child));
-    let history = results.path().join("latest/history.jsonl");
-    let t = Instant::now();
-    let started: serde_json::Value = loop {
-        let text = std::fs::read_to_string(&history).unwrap_or_default();
-        if let Some(l) = text
-            .lines()
-            .find(|l| l.contains("\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"start-pause\""))
-        {
-            break serde_json::from_str(l).unwrap();
-        }
-        assert!(t.elapsed() < Duration::from_secs(240), "no pause started");
-        exited_early(&mut guard, results.path());
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let targets: Vec<String> = started["value"]["targets"]
-        .as_array()
-        .unwrap_or_else(|| panic!("targets in {started}"))
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    assert!(!targets.is_empty(), "{started}");
-    for n in &targets {
-        let file = format!("{}/work/{n}/faults/pause.json", lab::DEFAULT_STATE_DIR);
-        let m: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}")),
-        )
-        .unwrap();
+    let markers = pause_markers(&mut guard, results.path());
+    let targets: Vec<String> = markers.iter().map(|(n, _)| n.clone()).collect();
+    for (n, m) in &markers {
         assert_eq!(m["fault"]["kind"], "pause", "{m}");
         assert_eq!(m["fault"]["system"], "zoo async-failover", "{m}");
         assert_eq!(
@@ -241,6 +217,44 @@ fn kill_9_during_a_pause_then_fault_heal_resumes_it() {
 }
 
 /// Fails with the run's stderr when it ended before its fault started.
+/// Waits (bounded) for the run's first `start-pause` in its history and returns each
+/// target with the pause marker the controller wrote on it. Fails the test if the run
+/// exits first or no pause starts within 240 s.
+fn pause_markers(guard: &mut Child, results: &std::path::Path) -> Vec<(String, serde_json::Value)> {
+    let history = results.join("latest/history.jsonl");
+    let t = Instant::now();
+    let started: serde_json::Value = loop {
+        let text = std::fs::read_to_string(&history).unwrap_or_default();
+        if let Some(l) = text
+            .lines()
+            .find(|l| l.contains("\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"start-pause\""))
+        {
+            break serde_json::from_str(l).unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(240), "no pause started");
+        exited_early(guard, results);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let targets: Vec<String> = started["value"]["targets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("targets in {started}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(!targets.is_empty(), "{started}");
+    targets
+        .into_iter()
+        .map(|n| {
+            let file = format!("{}/work/{n}/faults/pause.json", lab::DEFAULT_STATE_DIR);
+            let m: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}")),
+            )
+            .unwrap();
+            (n, m)
+        })
+        .collect()
+}
+
 fn exited_early(guard: &mut Child, results: &std::path::Path) {
     let c = guard.0.as_mut().unwrap();
     if let Ok(Some(status)) = c.try_wait() {
@@ -382,33 +396,9 @@ fn kill_9_during_a_redis_pause_then_fault_heal_resumes_every_process() {
         .unwrap();
     let controller = child.id();
     let mut guard = Child(Some(child));
-    let history = results.path().join("latest/history.jsonl");
-    let t = Instant::now();
-    let started: serde_json::Value = loop {
-        let text = std::fs::read_to_string(&history).unwrap_or_default();
-        if let Some(l) = text
-            .lines()
-            .find(|l| l.contains("\"process\":\"nemesis\",\"type\":\"info\",\"f\":\"start-pause\""))
-        {
-            break serde_json::from_str(l).unwrap();
-        }
-        assert!(t.elapsed() < Duration::from_secs(240), "no pause started");
-        exited_early(&mut guard, results.path());
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let targets: Vec<String> = started["value"]["targets"]
-        .as_array()
-        .unwrap_or_else(|| panic!("targets in {started}"))
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    assert!(!targets.is_empty(), "{started}");
-    for n in &targets {
-        let file = format!("{}/work/{n}/faults/pause.json", lab::DEFAULT_STATE_DIR);
-        let m: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}")),
-        )
-        .unwrap();
+    let markers = pause_markers(&mut guard, results.path());
+    let targets: Vec<String> = markers.iter().map(|(n, _)| n.clone()).collect();
+    for (n, m) in &markers {
         assert_eq!(m["fault"]["system"], "redis-sentinel sentinel", "{m}");
         let pid_file = format!("{}/work/{n}/redis/redis.pid", lab::DEFAULT_STATE_DIR);
         assert_eq!(m["fault"]["pid_file"], pid_file.as_str(), "{m}");
