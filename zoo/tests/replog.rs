@@ -222,6 +222,89 @@ async fn sync_failover_keeps_every_acked_write_and_blocks_writes_without_all_rep
     assert!(got.iter().all(|v| want.contains(v)), "{got:?}");
 }
 
+/// `sync` acknowledges a write only once every replica holds it, also when a master
+/// that stepped down is elected again and takes its own log as committed: clients
+/// still waiting on it from its earlier term are not acknowledged by that. The
+/// scenario is the known-answer matrix's majorities-ring on 3 nodes: the master is
+/// cut from one replica only, which keeps calling elections it cannot win (its log
+/// is behind); the other replica relays each new term, and the master steps down
+/// and is elected again at once. n3 waits 20 s before calling an election, so the
+/// master is n1 or n2 and only it is re-elected. Before the fix, a write in flight
+/// at a re-election was acknowledged while the cut replica lacked it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_master_cut_from_one_replica_acks_nothing_that_replica_lacks() {
+    use std::time::{Duration, Instant};
+    let fast: &[&str] = &["--failover-timeout-ms", "600"];
+    let c = Cluster::start_nodes(
+        "sync",
+        3,
+        &["--debug-fault-injection", "--heartbeat-ms", "100"],
+        &[fast, fast, &["--failover-timeout-ms", "20000"]],
+    )
+    .await;
+    let (l, _) = leader(&c, &[0, 1, 2]).await;
+    assert!(
+        l < 2,
+        "n3 waits 20 s before an election, yet n{} leads",
+        l + 1
+    );
+    add_ok(&c, l, 1).await;
+    let x = 1 - l;
+    let names = |i: usize| vec![c.nodes[i].name.clone()];
+    for (at, peers) in [(l, names(x)), (x, names(l))] {
+        let r = c.call(at, &Request::DebugBlockPeers { peers }).await;
+        assert!(matches!(r, Response::DebugBlocked { .. }), "{r:?}");
+    }
+    let promoted_before = c.log_text(l).matches("role-change role=master").count();
+    let mut v = 100;
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        v += 1;
+        let Ok(mut cl) = zoo::client::Client::connect(c.nodes[l].addr, CALL).await else {
+            continue;
+        };
+        if cl.add(KEY, v, CALL).await.is_ok() {
+            // The sync promise: the cut replica holds (and soon applies) every
+            // acknowledged write, which only a master that reaches it can arrange.
+            let held = poll(Duration::from_secs(2), || async {
+                c.local(x, KEY).await.contains(&v)
+            });
+            assert!(
+                held.await,
+                "write {v} acknowledged by n{} but n{} lacks it",
+                l + 1,
+                x + 1
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let promoted = c.log_text(l).matches("role-change role=master").count() - promoted_before;
+    assert!(
+        promoted >= 2,
+        "n{} was elected again {promoted} times under the cut: the scenario did not happen",
+        l + 1
+    );
+    assert_one_master_per_term(&c);
+}
+
+/// Polls `probe` every 20 ms until it holds or `limit` passes.
+async fn poll<F, Fut>(limit: std::time::Duration, mut probe: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if probe().await {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn semi_sync_isolated_master_degrades_and_its_acked_writes_are_lost() {
     let c = Cluster::start_mode(

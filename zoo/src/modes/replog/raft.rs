@@ -329,7 +329,12 @@ impl RepLog {
             "role=master term={term} votes={votes}"
         );
         if self.flavor != Flavor::Raft {
-            // A promoted replica serves everything it holds as the truth.
+            // A promoted replica serves everything it holds as the truth. Clients
+            // still waiting from an earlier term of this node's own mastership are
+            // not acknowledged by that: their entries never got the replicas' acks
+            // this flavor promises (sync: every replica), so they get no answer
+            // here and see the write as indeterminate.
+            core.waiters.clear();
             let last = core.log.last_index();
             core.advance_commit(last);
         }
