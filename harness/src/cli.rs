@@ -123,6 +123,11 @@ pub struct TestArgs {
     /// How long each fault lasts; faults are half of this apart.
     #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
     pub nemesis_interval: Duration,
+    /// Apply at most N faults (default: as many as fit in the time limit, one every
+    /// one and a half intervals).
+    #[arg(long, value_name = "N", value_parser = config::parse_max_faults,
+          allow_negative_numbers = true)]
+    pub max_faults: Option<u32>,
     /// How long clients run.
     #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
     pub time_limit: Duration,
@@ -449,6 +454,7 @@ pub(crate) fn run_one(
         op_timeout: args.op_timeout,
         rate: args.rate,
         max_ops: args.max_ops,
+        max_faults: args.max_faults,
         seed,
         leave_db_running: args.leave_db_running,
         lab: is_lab,

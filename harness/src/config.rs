@@ -80,6 +80,16 @@ pub fn parse_processes_per_key(text: &str) -> Result<u64, String> {
     }
 }
 
+/// `--max-faults`: how many faults the nemesis applies at most, a whole number from 1.
+pub fn parse_max_faults(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "invalid max faults {text:?}: expected a whole number from 1 (leave it out for as many as fit in the time limit)"
+        )),
+    }
+}
+
 /// Serializes a duration as fractional seconds.
 pub fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
@@ -324,6 +334,8 @@ pub struct TestConfig {
     /// Length of one fault; faults are separated by half of it.
     #[serde(serialize_with = "secs")]
     pub nemesis_interval: Duration,
+    /// At most this many faults (`None`: as many as fit before the time limit).
+    pub max_faults: Option<u32>,
     /// Wait after the final heal before the final reads.
     #[serde(serialize_with = "secs")]
     pub recovery_time: Duration,
@@ -370,6 +382,11 @@ mod tests {
             assert!(parse_concurrency(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_processes_per_key("12"), Ok(12));
+        assert_eq!(parse_max_faults(" 3 "), Ok(3));
+        for bad in ["0", "-1", "1.5", "", "many", "4294967296"] {
+            let e = parse_max_faults(bad).unwrap_err();
+            assert!(e.contains("invalid max faults"), "{bad:?}: {e}");
+        }
         for bad in ["0", "-1", "two", "", "1.5"] {
             let e = parse_processes_per_key(bad).unwrap_err();
             assert!(e.starts_with("invalid processes per key"), "{bad}: {e}");

@@ -138,6 +138,12 @@ fn bad_flags_and_values() {
             &["--processes-per-key"],
         );
     }
+    for bad in ["0", "-2", "1.5", "all"] {
+        assert_one_line(
+            &["test", "--max-faults", bad],
+            &["--max-faults", "invalid max faults"],
+        );
+    }
     assert_one_line(
         &["test", "--nodes", "n1", "--name", "../escape"],
         &["--name"],

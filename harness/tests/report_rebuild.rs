@@ -179,6 +179,7 @@ fn results_written_by_the_runner_read_back() {
         warmup: std::time::Duration::from_secs(1),
         op_mix: workloads::WorkloadKind::Set.default_mix(),
         nemesis_interval: std::time::Duration::from_secs(2),
+        max_faults: Some(3),
         recovery_time: std::time::Duration::from_secs(1),
         op_timeout: std::time::Duration::from_millis(500),
         concurrency: 4,
@@ -235,6 +236,13 @@ fn results_written_by_the_runner_read_back() {
     register.processes_per_key = 4;
     let cmd = harness::report::reproduce_command(&register);
     assert!(cmd.contains(" --processes-per-key 4"), "{cmd}");
+    // A fault limit round-trips and is in the command; without one it is not.
+    assert_eq!(back.test.max_faults, Some(3));
+    assert!(again.contains(" --max-faults 3"), "{again}");
+    let mut unlimited = back.test.clone();
+    unlimited.max_faults = None;
+    let cmd = harness::report::reproduce_command(&unlimited);
+    assert!(!cmd.contains("--max-faults"), "{cmd}");
     assert_eq!(back.stats.info, 1);
     assert_eq!(back.heal_errors, vec!["n3: iptables: gone".to_string()]);
     assert!(back.interrupted && !back.reconstructed);

@@ -146,11 +146,17 @@ fn config(
         warmup: Duration::ZERO,
         op_mix: workload.default_mix(),
         nemesis_interval: timing(o, fault).1,
+        max_faults: Some(faults_per_run(fault)),
         recovery_time: o.recovery_time,
         op_timeout: o.op_timeout,
         concurrency: o.concurrency * clients_factor(fault),
-        processes_per_key: processes_per_key(mode, workload, o.concurrency * clients_factor(fault)),
-        rate: o.rate * clients_factor(fault) as f64,
+        processes_per_key: processes_per_key(
+            mode,
+            fault,
+            workload,
+            o.concurrency * clients_factor(fault),
+        ),
+        rate: rate(o, fault, workload),
         max_ops: 1_000_000,
         seed,
         leave_db_running: false,
@@ -169,6 +175,12 @@ fn config(
 /// the woken master answers a waiting client before it hears of the new master is a
 /// race it won in about half the wakes on the lab; each pause is another try (with
 /// two, async-failover was caught on 2 of seeds 6–10; with three, on 5).
+///
+/// `kill-master` runs [`AFTER_RESTART`] longer: its fault is held for the interval
+/// once the kill is done, and the kill itself took 1.3–1.9 s on the lab, so in a run
+/// as long as the others the restart came at the time limit and no client met the
+/// restarted node while it caught up (only the final reads did, after the recovery
+/// time). `vclock-ring` × `kill-master` was caught on 3 of 5 seeds that way.
 pub(crate) fn timing(o: &Options, fault: TargetedFault) -> (Duration, Duration) {
     match fault {
         TargetedFault::PauseMaster => {
@@ -176,9 +188,40 @@ pub(crate) fn timing(o: &Options, fault: TargetedFault) -> (Duration, Duration) 
             let after_heal = o.time_limit.saturating_sub(o.nemesis_interval * 3 / 2);
             (pause * 3 / 2 * PAUSE_CYCLES + after_heal, pause)
         }
+        TargetedFault::KillMaster => (o.time_limit + AFTER_RESTART, o.nemesis_interval),
         _ => (o.time_limit, o.nemesis_interval),
     }
 }
+
+/// How many faults a run applies: [`PAUSE_CYCLES`] pauses, else one. Explicit, so
+/// that a fault that applies quickly cannot leave room for a second one before the
+/// time limit (the nemesis applies another while a second is left after its gap).
+fn faults_per_run(fault: TargetedFault) -> u32 {
+    match fault {
+        TargetedFault::PauseMaster => PAUSE_CYCLES,
+        _ => 1,
+    }
+}
+
+/// Target ops/s of a run: the usual rate per client, except `pause-master`'s set
+/// runs, which ask for [`PAUSE_SET_RATE`]: more than a master-slave mode's master
+/// takes (530–660 ops/s on the lab, bound by its fsync), so that a write is nearly
+/// always waiting for its replicas when the master freezes. That is what
+/// `semi-sync`'s flaw needs (its semi-sync wait times out during the pause, and the
+/// woken master acks alone): at 300 ops/s it showed on 1 of 5 seeds.
+fn rate(o: &Options, fault: TargetedFault, workload: WorkloadKind) -> f64 {
+    match (fault, workload) {
+        (TargetedFault::PauseMaster, WorkloadKind::Set) => PAUSE_SET_RATE,
+        _ => o.rate * clients_factor(fault) as f64,
+    }
+}
+
+/// `pause-master`'s set runs' target rate (ops/s over all clients).
+pub const PAUSE_SET_RATE: f64 = 1200.0;
+
+/// How much longer `kill-master` runs than the time limit: clients go on for at
+/// least two seconds after the restart.
+pub const AFTER_RESTART: Duration = Duration::from_secs(3);
 
 /// `pause-master` runs twice the clients, each at the usual rate: four of twelve
 /// stick with the frozen master (clients are spread over the nodes), so each wake
@@ -190,16 +233,26 @@ fn clients_factor(fault: TargetedFault) -> usize {
     }
 }
 
-/// Register processes per key: every client on one key for the ring modes, the
-/// default two for the rest. The rings are not linearizable by design (reads are
-/// local, writes are acknowledged before the asynchronous replication), but with two
-/// processes per key a stale read outside a partition needs one client's read on one
-/// node to land within the ~1 ms replication lag after the other's write on another:
-/// `lww-ring` × `kill-master` was caught on 2 of 5 seeds and `vclock-ring` ×
-/// `clock-skew-master` missed on seed 2. With every client on one key, spread over
+/// Register processes per key: every client on one key for the ring modes and for
+/// `pause-master`, the default two for the rest. The rings are not linearizable by
+/// design (reads are local, writes are acknowledged before the asynchronous
+/// replication), but with two processes per key a stale read outside a partition
+/// needs one client's read on one node to land within the ~1 ms replication lag
+/// after the other's write on another: `lww-ring` × `kill-master` was caught on 2 of
+/// 5 seeds and `vclock-ring` × `clock-skew-master` missed on seed 2. A woken master's
+/// stale reads are of the keys its waiting clients hold: with two processes per key
+/// those were often keys nobody had written since, and `async-failover` ×
+/// `pause-master` missed on 2 of 5 seeds. With every client on one key, spread over
 /// the nodes, stale reads and concurrent writes are frequent (as in Jepsen).
-fn processes_per_key(mode: &str, workload: WorkloadKind, concurrency: usize) -> u64 {
-    if workload == WorkloadKind::Register && crate::systems::zoo::MASTERLESS.contains(&mode) {
+fn processes_per_key(
+    mode: &str,
+    fault: TargetedFault,
+    workload: WorkloadKind,
+    concurrency: usize,
+) -> u64 {
+    let one_key =
+        crate::systems::zoo::MASTERLESS.contains(&mode) || fault == TargetedFault::PauseMaster;
+    if workload == WorkloadKind::Register && one_key {
         concurrency as u64
     } else {
         workloads::register::DEFAULT_PROCESSES_PER_KEY
@@ -471,7 +524,6 @@ mod timing_tests {
     fn pause_master_pauses_longer_and_still_ends_a_second_before_the_run() {
         let o = Options::full(PathBuf::from("zoo"), PathBuf::from("results"));
         let s = Duration::from_secs;
-        assert_eq!(timing(&o, TargetedFault::KillMaster), (s(7), s(4)));
         assert_eq!(timing(&o, TargetedFault::IsolateMaster), (s(7), s(4)));
         let (limit, pause) = timing(&o, TargetedFault::PauseMaster);
         // Three 5 s pauses, from 2.5 s, 10 s and 17.5 s; the last healed at 22.5 s.
@@ -480,6 +532,38 @@ mod timing_tests {
         assert_eq!(limit - pause * 3 / 2 * PAUSE_CYCLES, s(1));
         assert_eq!(o.time_limit - o.nemesis_interval * 3 / 2, s(1));
     }
+
+    #[test]
+    fn kill_master_runs_on_after_the_restart_and_kills_once() {
+        let o = Options::full(PathBuf::from("zoo"), PathBuf::from("results"));
+        let s = Duration::from_secs;
+        let (limit, hold) = timing(&o, TargetedFault::KillMaster);
+        assert_eq!((limit, hold), (s(10), s(4)));
+        // Killed from 2 s, held 4 s after a kill that takes up to 2 s: the restart
+        // is at 8 s at the latest, two seconds before the clients stop.
+        assert!(limit >= hold / 2 + s(2) + hold + s(2), "{limit:?}");
+        for fault in TargetedFault::ALL {
+            let c = config(&o, &[], "raft", fault, WorkloadKind::Set, 1);
+            let want = if fault == TargetedFault::PauseMaster {
+                3
+            } else {
+                1
+            };
+            assert_eq!(c.max_faults, Some(want), "{}", fault.name());
+        }
+    }
+
+    #[test]
+    fn pause_master_set_runs_ask_for_more_than_a_master_takes() {
+        let o = Options::full(PathBuf::from("zoo"), PathBuf::from("results"));
+        let rate = |fault, workload| config(&o, &[], "semi-sync", fault, workload, 1).rate;
+        let pause = TargetedFault::PauseMaster;
+        assert_eq!(rate(pause, WorkloadKind::Set), PAUSE_SET_RATE);
+        const { assert!(PAUSE_SET_RATE > 700.0) };
+        // Register runs and other faults keep the usual rate per client.
+        assert_eq!(rate(pause, WorkloadKind::Register), 300.0);
+        assert_eq!(rate(TargetedFault::KillMaster, WorkloadKind::Set), 150.0);
+    }
 }
 
 #[cfg(test)]
@@ -487,7 +571,7 @@ mod ring_tests {
     use super::*;
 
     #[test]
-    fn ring_register_runs_put_every_client_on_one_key() {
+    fn ring_and_pause_register_runs_put_every_client_on_one_key() {
         let o = Options::full(PathBuf::from("zoo"), PathBuf::from("results"));
         let per_key = |mode: &str, fault, workload| {
             let c = config(&o, &[], mode, fault, workload, 1);
@@ -506,5 +590,10 @@ mod ring_tests {
         );
         assert_eq!(per_key("raft", kill, reg), (2, 6));
         assert_eq!(per_key("lww-ring", kill, WorkloadKind::Set), (2, 6));
+        // A paused master's waiting clients all share the key the others write.
+        let pause = TargetedFault::PauseMaster;
+        assert_eq!(per_key("async-failover", pause, reg), (12, 12));
+        assert_eq!(per_key("raft", pause, reg), (12, 12));
+        assert_eq!(per_key("raft", pause, WorkloadKind::Set), (2, 12));
     }
 }

@@ -303,6 +303,9 @@ pub fn reproduce_command(t: &StoredTest) -> String {
     {
         cmd.push_str(&format!(" --processes-per-key {}", t.processes_per_key));
     }
+    if let Some(n) = t.max_faults {
+        cmd.push_str(&format!(" --max-faults {n}"));
+    }
     if t.leave_db_running {
         cmd.push_str(" --leave-db-running");
     }

@@ -71,6 +71,8 @@ pub struct StoredTest {
     /// The op mix, `op=weight,...` (empty in runs from before mixes: the default).
     pub op_mix: String,
     pub nemesis_interval: f64,
+    /// At most this many faults (absent, or null, when not limited).
+    pub max_faults: Option<u32>,
     pub recovery_time: f64,
     pub op_timeout: f64,
     pub concurrency: usize,

@@ -366,6 +366,7 @@ async fn run_body<S: System>(
             nodes: handles.to_vec(),
             kind: cfg.nemesis,
             interval: cfg.nemesis_interval,
+            max_faults: cfg.max_faults,
             deadline,
             recorder: recorder.clone(),
             stop: nemesis_stop.clone(),

@@ -69,6 +69,8 @@ pub struct NemesisTask<S: System> {
     pub nodes: Vec<NodeHandle>,
     pub kind: NemesisKind,
     pub interval: Duration,
+    /// At most this many faults (`None`: until the deadline).
+    pub max_faults: Option<u32>,
     pub deadline: Instant,
     pub recorder: Arc<Recorder>,
     pub stop: Stop,
@@ -337,8 +339,8 @@ pub async fn run_nemesis<S: System>(t: NemesisTask<S>) -> anyhow::Result<Vec<Fau
         t.record_offsets().await?;
     }
     let gap = t.interval / 2;
-    loop {
-        if t.stop.sleep(gap).await || Instant::now() + Duration::from_secs(1) >= t.deadline {
+    while below_limit(faults.len(), t.max_faults) {
+        if t.stop.sleep(gap).await || !time_for_another(Instant::now(), t.deadline) {
             break;
         }
         let applied = if t.kind == NemesisKind::PartitionMaster {
@@ -358,6 +360,17 @@ pub async fn run_nemesis<S: System>(t: NemesisTask<S>) -> anyhow::Result<Vec<Fau
         }
     }
     Ok(faults)
+}
+
+/// Whether `applied` faults leave room for another under `--max-faults`.
+fn below_limit(applied: usize, max_faults: Option<u32>) -> bool {
+    max_faults.is_none_or(|n| applied < n as usize)
+}
+
+/// Whether a fault started `now` (after its gap) would have a second before the
+/// deadline; one that would not is not started.
+fn time_for_another(now: Instant, deadline: Instant) -> bool {
+    now + Duration::from_secs(1) < deadline
 }
 
 /// Test-only (`fault_panic_lab.rs`): with `SPLITBRAIN_TEST_PANIC_AFTER_FAULT=1` in
@@ -408,4 +421,21 @@ async fn master_partition<S: System>(
         },
         undo: Undo::Partition,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_stop_at_the_limit_and_a_second_before_the_deadline() {
+        assert!(below_limit(0, Some(1)) && !below_limit(1, Some(1)));
+        assert!(below_limit(2, Some(3)) && !below_limit(3, Some(3)));
+        assert!(below_limit(10_000, None));
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        assert!(time_for_another(now, now + ms(1001)));
+        assert!(!time_for_another(now, now + ms(1000)));
+        assert!(!time_for_another(now, now));
+    }
 }
