@@ -22,11 +22,14 @@ use entry::{Entry, Fast};
 /// from `FIRST_BLOCK` so that a small history costs no large buffer.
 const BLOCK: usize = 1 << 20;
 const FIRST_BLOCK: usize = 64 << 10;
+/// Room a line longer than a block gets at once, and more as it grows: the
+/// final reads of a large history are lines of several MiB.
+const LONG_ROOM: usize = 16 << 20;
 /// Blocks each scanner keeps ready for the checker: bounds memory to a few blocks.
 const AHEAD: usize = 1;
 /// Text dealt to the scanners and not yet handed back by the checker, past which
 /// the reader waits (one line longer than this still goes through alone).
-const IN_FLIGHT: usize = 16 << 20;
+const IN_FLIGHT: usize = 12 << 20;
 /// Threads scanning blocks (besides the reading thread and the caller's).
 pub const SCANNERS: usize = 2;
 
@@ -139,9 +142,7 @@ fn scan_block(text: &str, line: &mut usize, out: &mut Scanned) -> Option<History
 /// Appends to `buf` until `size` more bytes are there or the input ends (false).
 /// The bytes go straight into the buffer's spare room (no clearing first).
 fn fill<R: Read>(input: &mut R, buf: &mut Vec<u8>, size: usize) -> std::io::Result<bool> {
-    // With room to spare: the next block's carried partial line would otherwise
-    // make a reused buffer move to a new allocation.
-    buf.reserve(size + size / 8);
+    buf.reserve(size);
     let got = input.by_ref().take(size as u64).read_to_end(buf)?;
     Ok(got == size)
 }
@@ -185,33 +186,60 @@ fn scan_batch(block: Block) -> Batch {
     }
 }
 
+/// The pooled block to fill next: the smallest whose room holds `want` bytes (a
+/// large one, grown for a long line, stays free for the next long line), else
+/// the largest (it grows), else a new one.
+fn take(pool: &mut Vec<Block>, want: usize) -> Block {
+    let room = |b: &Block| b.bytes.capacity();
+    let fits = (0..pool.len())
+        .filter(|&i| room(&pool[i]) >= want)
+        .min_by_key(|&i| room(&pool[i]));
+    let pick = fits.or_else(|| (0..pool.len()).max_by_key(|&i| room(&pool[i])));
+    let mut block = pick.map(|i| pool.swap_remove(i)).unwrap_or_default();
+    block.out.clear();
+    block.bytes.clear();
+    block
+}
+
+/// Takes back the blocks the checker is done with; while more than [`IN_FLIGHT`]
+/// bytes are dealt and unseen and `enough` says the pool lacks what is needed,
+/// waits for them (bounding memory, and letting a run of long lines reuse a few
+/// large buffers instead of each making its own).
+fn recycle(
+    spent: &Receiver<Block>,
+    pool: &mut Vec<Block>,
+    in_flight: &mut usize,
+    enough: impl Fn(&[Block]) -> bool,
+) {
+    let back = |b: Block, pool: &mut Vec<Block>, in_flight: &mut usize| {
+        *in_flight = in_flight.saturating_sub(b.bytes.len());
+        pool.push(b);
+    };
+    while let Ok(b) = spent.try_recv() {
+        back(b, pool, in_flight);
+    }
+    while *in_flight > IN_FLIGHT && !enough(pool) {
+        let Ok(b) = spent.recv() else { break };
+        back(b, pool, in_flight);
+    }
+}
+
 /// The reading thread: blocks of whole lines, dealt to the scanners in turn, in
 /// buffers handed back by the consumer when there are any.
 fn read_blocks<R: Read>(mut input: R, outs: Vec<SyncSender<Raw>>, spent: Receiver<Block>) {
-    let mut carry: Vec<u8> = Vec::new();
     let mut size = FIRST_BLOCK;
     let (mut pool, mut in_flight) = (Vec::new(), 0usize);
+    // The next block, already holding the partial line the last one ended with
+    // (copied once, straight from where it was read).
+    let mut next: Option<Block> = None;
     for turn in 0.. {
         let out = &outs[turn % outs.len()];
-        // Take back what the checker is done with; wait for it while too much text
-        // is dealt and unseen, so that a run of long lines (the final reads, at the
-        // end of every history) reuses a few large buffers instead of each making
-        // its own.
-        while let Ok(b) = spent.try_recv() {
-            in_flight = in_flight.saturating_sub(b.bytes.len());
-            pool.push(b);
-        }
-        while in_flight > IN_FLIGHT {
-            let Ok(b) = spent.recv() else { break };
-            in_flight = in_flight.saturating_sub(b.bytes.len());
-            pool.push(b);
-        }
-        let largest = (0..pool.len()).max_by_key(|&i| pool[i].bytes.capacity());
-        let mut block = largest.map(|i| pool.swap_remove(i)).unwrap_or_default();
-        block.out.clear();
+        recycle(&spent, &mut pool, &mut in_flight, |_| false);
+        let mut block = match next.take() {
+            Some(b) => b,
+            None => take(&mut pool, size),
+        };
         let mut buf = std::mem::take(&mut block.bytes);
-        buf.clear();
-        buf.extend_from_slice(&carry);
         let more = loop {
             let start = buf.len();
             match fill(&mut input, &mut buf, size) {
@@ -223,21 +251,44 @@ fn read_blocks<R: Read>(mut input: R, outs: Vec<SyncSender<Raw>>, spent: Receive
                 }
             }
             size = (2 * size).min(BLOCK);
-            // Keep the partial last line for the next block; a block without a
-            // line end grows until it has one (the carry has none).
+            // The partial last line starts the next block; a block without a
+            // line end grows until it has one.
             if let Some(i) = memchr::memrchr(b'\n', &buf[start..]) {
                 let end = start + i + 1;
-                carry.clear();
-                carry.extend_from_slice(&buf[end..]);
+                let tail = buf.len() - end;
+                let mut after = take(&mut pool, tail + size);
+                after.bytes.extend_from_slice(&buf[end..]);
                 buf.truncate(end);
+                next = Some(after);
                 break true;
             }
-            // A long line: read as much again as there is, so it is read (and
-            // its buffer grown) a logarithmic number of times.
-            size = size.max(buf.len());
+            // A long line: read on a block at a time into a large buffer, one a
+            // long line before left if there is one (fresh memory costs a page
+            // fault per 4 KiB; waited for while too much is in flight), else
+            // room for a few blocks at once: room that is never read into
+            // costs nothing, and growing a block at a time would copy the line
+            // into new memory again and again.
+            if buf.capacity() - buf.len() < size {
+                let want = (buf.len() + size).max(LONG_ROOM);
+                recycle(&spent, &mut pool, &mut in_flight, |pool| {
+                    pool.iter().any(|b| b.bytes.capacity() >= want)
+                });
+                let larger = (0..pool.len())
+                    .filter(|&i| pool[i].bytes.capacity() >= want)
+                    .max_by_key(|&i| pool[i].bytes.capacity());
+                match larger {
+                    Some(i) => {
+                        let mut big = pool.swap_remove(i);
+                        big.out.clear();
+                        big.bytes.clear();
+                        big.bytes.extend_from_slice(&buf);
+                        std::mem::swap(&mut big.bytes, &mut buf);
+                        pool.push(big);
+                    }
+                    None => buf.reserve(LONG_ROOM.max(buf.len())),
+                }
+            }
         };
-        // Back to the usual block size after a long line.
-        size = size.min(BLOCK);
         in_flight += buf.len();
         block.bytes = buf;
         if out.send(Ok(block)).is_err() || !more {

@@ -4,11 +4,14 @@
 //! completions, malformed values, final reads, role observations, out-of-order
 //! times — `check(&[Op])` and `check_jsonl` must both give the reference's report
 //! exactly, also with long final reads (`long_reads`: read as sets by the
-//! scanner, with hostile and broken lists). And the line scanner's fast path must
+//! scanner, with hostile and broken lists; `reader`: the block reader against
+//! the line reader on long lines). And the line scanner's fast path must
 //! agree with the serde parse on random lines, or step aside.
 
 #[path = "streaming/long_reads.rs"]
 mod long_reads;
+#[path = "streaming/reader.rs"]
+mod reader;
 #[path = "reference/dual_master.rs"]
 mod ref_dual_master;
 #[path = "reference/lost_writes.rs"]
