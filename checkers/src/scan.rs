@@ -273,7 +273,10 @@ impl<'a> Slots<'a> {
 /// `ints` (or, for a list of `set_from` bytes or more, its set), and where the
 /// text after it starts. A `line` is the whole line, blanks
 /// trimmed; otherwise `text` is a block of lines and the object must be its line's
-/// only content (blanks aside), `\n` or the end of `text` after it.
+/// only content (blanks aside), `\n` or the end of `text` after it. Inlined:
+/// returned from a call, the view (a large struct, written field by field and
+/// read back in wider loads) stalled the block scanner on every line.
+#[inline(always)]
 fn fields<'a>(
     text: &'a str,
     at: usize,

@@ -59,6 +59,7 @@ pub(super) enum Entry {
 }
 
 /// Where `s` sits in `base`, or `None` when it is not a piece of it.
+#[inline(always)]
 fn span_in(base: &str, s: &str) -> Option<Span> {
     let start = (s.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
     let end = start + s.len();
@@ -68,6 +69,7 @@ fn span_in(base: &str, s: &str) -> Option<Span> {
     })
 }
 
+#[inline(always)]
 fn text(base: &str, s: Span) -> Option<&str> {
     if s.start == u32::MAX {
         None
