@@ -170,14 +170,23 @@ impl<T> ProcessMap<T> {
     /// Sets what `p` has in flight, replacing what it had.
     #[inline]
     pub fn insert(&mut self, p: u64, v: T) {
+        self.insert_with(p, || v)
+    }
+
+    /// [`ProcessMap::insert`] of what `make` makes, once there is room for it: it
+    /// is then written straight into its slot (a value made first and held
+    /// across the growing was stored field by field and copied back in wider
+    /// loads, which stalled on every op).
+    #[inline]
+    pub fn insert_with(&mut self, p: u64, make: impl FnOnce() -> T) {
         if p < DENSE_PROCESSES {
             let i = p as usize;
             if i >= self.dense.len() {
                 self.dense.resize_with(i + 1, || None);
             }
-            self.dense[i] = Some(v);
+            self.dense[i] = Some(make());
         } else {
-            self.other.insert(p, v);
+            self.other.insert(p, make());
         }
     }
 

@@ -262,15 +262,12 @@ impl SetChecker {
                 }
             }
             let node = self.nodes.opt(op.node);
-            self.open.insert(
-                p,
-                Open {
-                    time: op.time,
-                    value,
-                    node,
-                    is_final: op.is_final,
-                },
-            );
+            self.open.insert_with(p, || Open {
+                time: op.time,
+                value,
+                node,
+                is_final: op.is_final,
+            });
             return;
         }
         let Some(inv) = self.open.remove(p) else {
