@@ -102,7 +102,9 @@ pub struct Interner {
 }
 
 impl Interner {
-    /// The id of `name`, assigning the next one if it is new.
+    /// The id of `name`, assigning the next one if it is new. The usual case (the
+    /// name looked up last) inlined where it is asked.
+    #[inline(always)]
     pub fn id(&mut self, name: &str) -> u32 {
         if let Some(last) = self.last {
             if self
@@ -113,6 +115,11 @@ impl Interner {
                 return last;
             }
         }
+        self.look_up(name)
+    }
+
+    #[inline(never)]
+    fn look_up(&mut self, name: &str) -> u32 {
         let id = match self.ids.get(name) {
             Some(&id) => id,
             None => {
