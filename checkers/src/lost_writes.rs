@@ -84,7 +84,9 @@ const ATTEMPTED: u8 = 1;
 const ACKED: u8 = 2;
 const FAILED: u8 = 4;
 
-/// Everything the checker keeps about one element of one key.
+/// What the checker keeps about one element of one key, besides its flags
+/// ([`KeyState::flags`]): 32 bytes (a million elements are 32 MB, every page of
+/// them a page fault on first use).
 struct Elem {
     value: i64,
     /// When its (last) acknowledgement completed.
@@ -93,9 +95,6 @@ struct Elem {
     stale_before: u64,
     node: u32,
     acked_by: u32,
-    /// The last non-final read that contained it (1-based).
-    read_gen: u32,
-    flags: u8,
 }
 
 #[derive(Default)]
@@ -106,13 +105,17 @@ struct KeyState {
     /// Slots of every other element.
     index: FastMap<i64, u32>,
     elems: Vec<Elem>,
+    /// [`ATTEMPTED`], [`ACKED`], [`FAILED`] per slot.
+    flags: Vec<u8>,
+    /// A bit per slot: held by the non-final read being added (kept, cleared,
+    /// between reads).
+    held: Vec<u64>,
     /// A bit per value that `dense` gives a slot (a filter: a value without its
     /// bit may still have a slot, in `index`).
     known: Vec<u64>,
     /// Per final read: the node named and the set of elements it held. Which
     /// elements were in all or some of them is worked out once, in the report.
     finals: Vec<(String, Members)>,
-    reads: u32,
     /// The latest start of the non-final reads so far: an element first seen after
     /// them was in none of them.
     latest_read: u64,
@@ -166,9 +169,8 @@ impl KeyState {
                 stale_before: self.latest_read,
                 node: NONE,
                 acked_by: NONE,
-                read_gen: 0,
-                flags: 0,
             });
+            self.flags.push(0);
         }
         slot as usize
     }
@@ -190,17 +192,21 @@ impl KeyState {
     }
 
     fn add_read(&mut self, started: u64, values: impl Iterator<Item = i64>) {
-        self.reads = self.reads.wrapping_add(1).max(1);
-        let gen = self.reads;
+        let mut held = std::mem::take(&mut self.held);
         for v in values {
             let s = self.slot(v);
-            self.elems[s].read_gen = gen;
+            if s / 64 >= held.len() {
+                held.resize(s / 64 + 1, 0);
+            }
+            held[s / 64] |= 1 << (s % 64);
         }
-        for e in &mut self.elems {
-            if e.read_gen != gen {
+        for (s, e) in self.elems.iter_mut().enumerate() {
+            if held.get(s / 64).is_none_or(|w| w & (1 << (s % 64)) == 0) {
                 e.stale_before = e.stale_before.max(started);
             }
         }
+        held.clear();
+        self.held = held;
         self.latest_read = self.latest_read.max(started);
     }
 }
@@ -252,7 +258,7 @@ impl SetChecker {
                 match value {
                     Some(e) => {
                         let s = st.slot(e);
-                        st.elems[s].flags |= ATTEMPTED;
+                        st.flags[s] |= ATTEMPTED;
                     }
                     None => self.reasons.push(format!(
                         "op {}: add of a non-integer {}",
@@ -284,8 +290,8 @@ impl SetChecker {
                     };
                     let by = self.nodes.opt(op.acked_by);
                     let s = st.slot(v);
+                    st.flags[s] |= ACKED;
                     let e = &mut st.elems[s];
-                    e.flags |= ACKED;
                     e.acked_at = op.time;
                     e.node = node;
                     e.acked_by = by;
@@ -294,7 +300,7 @@ impl SetChecker {
             (true, OpType::Fail) => {
                 if let Some(v) = inv.value {
                     let s = st.slot(v);
-                    st.elems[s].flags |= FAILED;
+                    st.flags[s] |= FAILED;
                 }
             }
             (false, OpType::Ok) => {
@@ -365,7 +371,7 @@ impl SetChecker {
                 EXAMPLES.saturating_sub(r.stale.len()),
             ];
             let [first, second] = halves(st.elems.len(), |range| {
-                Pass::over(&st.elems, range, &st.finals, &presence, ks)
+                Pass::over(&st.elems, &st.flags, range, &st.finals, &presence, ks)
             });
             let Pass {
                 counts,

@@ -43,24 +43,27 @@ pub(super) struct Pass {
 }
 
 impl Pass {
-    /// The pass over the elements at `range` (slots), with `ks` examples kept
-    /// per category.
+    /// The pass over the elements at `range` (slots), their flags in `flags`,
+    /// with `ks` examples kept per category.
     pub(super) fn over(
         elems: &[Elem],
+        flags: &[u8],
         range: std::ops::Range<usize>,
         finals: &[(String, Members)],
         presence: &Presence,
         ks: [usize; 4],
     ) -> Pass {
-        let has = |e: &Elem, f: u8| e.flags & f != 0;
+        let has = |flags: u8, f: u8| flags & f != 0;
         let mut p = Pass {
             counts: [0; 4],
             missing: Vec::new(),
             tallies: ks.map(Smallest::new),
         };
         let start = range.start;
-        for (s, e) in elems.get(range).unwrap_or_default().iter().enumerate() {
-            let (attempted, acked, failed) = (has(e, ATTEMPTED), has(e, ACKED), has(e, FAILED));
+        let flags = flags.get(range.clone()).unwrap_or_default();
+        let elems = elems.get(range).unwrap_or_default();
+        for (s, (e, &fl)) in elems.iter().zip(flags).enumerate() {
+            let (attempted, acked, failed) = (has(fl, ATTEMPTED), has(fl, ACKED), has(fl, FAILED));
             let indeterminate = attempted && !acked && !failed;
             p.counts[0] += usize::from(attempted);
             p.counts[1] += usize::from(acked);
