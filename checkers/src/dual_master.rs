@@ -24,6 +24,7 @@ use std::collections::HashSet;
 use std::io::Read;
 
 mod intervals;
+mod stale;
 
 /// Writes kept per master and interval in the report (all are counted).
 const KEEP_WRITES: usize = 50;
@@ -98,8 +99,28 @@ pub struct Report {
     pub both_accepted_writes: usize,
     pub same_term: usize,
     pub same_epoch_acks: Vec<SameEpochAcks>,
+    /// Writes one node acknowledged in an older epoch while another was master of a
+    /// newer one throughout (see [`StaleAck`]); invalid when any.
+    pub stale_acks: usize,
+    /// The first few of them, in history order.
+    pub stale_ack_examples: Vec<StaleAck>,
     /// Total time (ns) with two or more masters.
     pub dual_ns: u64,
+}
+
+/// A write `node` acknowledged as master of the write's epoch while `master`, which
+/// acknowledged writes to the same key in the newer `master_epoch` both before this
+/// write was invoked and after it completed, was master throughout: two masters
+/// accepting writes at once, shown by the writes alone (role observations may miss
+/// it, as when a master woken from a pause acts for milliseconds between two polls).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StaleAck {
+    pub node: String,
+    pub write: WriteRef,
+    /// Absent from every final read of its key (`add` and `append` only).
+    pub lost: bool,
+    pub master: String,
+    pub master_epoch: u64,
 }
 
 struct Obs {

@@ -247,6 +247,101 @@ fn streaming_checkers_agree_with_the_in_memory_ones_on_random_histories() {
     }
 }
 
+/// Histories of masters handing over: each write is acknowledged by the master of its
+/// moment (one node per epoch, epochs in order) or, now and then, by a stale one (an
+/// older epoch's node), with overlapping invocations on two keys, some writes without
+/// an epoch or a key, and role observations.
+fn handover_history(rng: &mut Rng) -> Vec<Op> {
+    let nodes = ["n1", "n2", "n3"];
+    let mut ops = Vec::new();
+    let mut open: Vec<(u64, u64, &str, Option<&str>, u64)> = Vec::new();
+    let (mut t, mut epoch) = (0u64, 1u64);
+    let writes = 2 + rng.below(40);
+    for v in 0..writes {
+        t += rng.below(4);
+        if rng.chance(15) {
+            epoch += 1;
+        }
+        let p = v % 7;
+        let key = match rng.below(10) {
+            0 => None,
+            1..=4 => Some("a"),
+            _ => Some("b"),
+        };
+        let f = *rng.pick(&["add", "write", "append"]);
+        let mut inv = Op::new(t, Process::Client(p), OpType::Invoke, f, json!(v));
+        inv.key = key.map(String::from);
+        ops.push(inv);
+        let e = if rng.chance(20) {
+            1 + rng.below(epoch)
+        } else {
+            epoch
+        };
+        open.push((t + rng.below(12), p, f, key, e * 1000 + v));
+        if rng.chance(20) {
+            let node = *rng.pick(&nodes);
+            let master = node == nodes[(epoch % 3) as usize];
+            let role = if master { "master" } else { "replica" };
+            let mut r = Op::new(
+                t,
+                Process::Client(900),
+                OpType::Ok,
+                "role",
+                json!({"role": role, "epoch": epoch}),
+            );
+            r.node = Some(node.to_string());
+            ops.push(r);
+        }
+    }
+    open.sort();
+    for (end, p, f, key, tag) in open {
+        let (e, v) = (tag / 1000, tag % 1000);
+        let mut ok = Op::new(end.max(t), Process::Client(p), OpType::Ok, f, json!(v));
+        ok.key = key.map(String::from);
+        // Now and then another node in the same epoch (two masters of one term).
+        let by = if rng.chance(8) {
+            *rng.pick(&nodes)
+        } else {
+            nodes[(e % 3) as usize]
+        };
+        ok.extra.insert("acked_by".into(), json!(by));
+        if !rng.chance(10) {
+            ok.extra.insert("epoch".into(), json!(e));
+        }
+        ops.push(ok);
+    }
+    for (i, op) in ops.iter_mut().enumerate() {
+        op.index = i as u64;
+    }
+    ops
+}
+
+#[test]
+fn stale_acknowledgements_agree_with_the_brute_force_oracle() {
+    let mut rng = Rng(0x57a1e);
+    let (mut stale, mut clean) = (0, 0);
+    let cases = 2000;
+    for case in 0..cases {
+        let ops = handover_history(&mut rng);
+        let (_, text) = to_jsonl(&mut rng, &ops);
+        let want = serde_json::to_value(ref_dual_master::check(&ops)).expect("report");
+        let got = serde_json::to_value(dual_master::check(&ops)).expect("report");
+        assert_eq!(got, want, "case {case}: dual-master in memory\n{text}");
+        let streamed = dual_master::check_jsonl(text.as_bytes()).expect("history parses");
+        let streamed = serde_json::to_value(streamed).expect("report");
+        assert_eq!(streamed, want, "case {case}: dual-master streamed\n{text}");
+        if want["stale_acks"].as_u64() > Some(0) {
+            stale += 1;
+        } else {
+            clean += 1;
+        }
+    }
+    assert!(
+        stale * 10 >= cases && clean * 10 >= cases,
+        "{stale} stale, {clean} clean"
+    );
+}
+
 #[test]
 fn streaming_stops_at_the_first_bad_line_with_the_readers_error() {
     let good = r#"{"index":0,"time":1,"process":1,"type":"invoke","f":"add","value":1}"#;

@@ -198,6 +198,10 @@ pub fn row(cell: &Cell, outcome: &RunOutcome) -> Row {
             if claimed > 0 {
                 s.push_str(&format!(" +{claimed} claimed"));
             }
+            let stale = num(&c.details, "stale_acks").unwrap_or(0);
+            if stale > 0 {
+                s.push_str(&format!(" +{stale} stale acks"));
+            }
             s
         })
         .unwrap_or_else(|| "-".into());

@@ -114,6 +114,20 @@ pub fn result(roles: RoleCount, report: impl FnOnce() -> dual_master::Report) ->
             s.nodes.join(" and ")
         ));
     }
+    if r.stale_acks > 0 {
+        let lost = r.stale_ack_examples.iter().filter(|s| s.lost).count();
+        let first = &r.stale_ack_examples[0];
+        summary.push_str(&format!(
+            "; {} writes acknowledged by a master of an older epoch while another was master throughout (first: history index {}, {} in epoch {} while {} held epoch {}; {lost} of the {} listed lost)",
+            r.stale_acks,
+            first.write.index,
+            first.node,
+            first.write.epoch.unwrap_or_default(),
+            first.master,
+            first.master_epoch,
+            r.stale_ack_examples.len()
+        ));
+    }
     CheckerResult {
         checker: "dual-master",
         valid: r.valid,
@@ -152,6 +166,35 @@ mod tests {
             r.summary
         );
         assert_eq!(RoleGenerator.next(3).f.as_str(), "role");
+    }
+
+    #[test]
+    fn stale_acknowledgements_make_it_invalid_and_are_summarised() {
+        let mut h = Vec::new();
+        let mut add = |t: u64, p: u64, v: i64, node: &str, epoch: u64| {
+            let mut inv = Op::new(t, Process::Client(p), OpType::Invoke, "add", json!(v));
+            inv.key = Some("set".into());
+            let mut ok = Op::new(t + 1, Process::Client(p), OpType::Ok, "add", json!(v));
+            ok.key = Some("set".into());
+            ok.extra.insert("acked_by".into(), json!(node));
+            ok.extra.insert("epoch".into(), json!(epoch));
+            h.extend([inv, ok]);
+        };
+        add(10, 1, 1, "n2", 2);
+        add(20, 2, 2, "n1", 1);
+        add(30, 1, 3, "n2", 2);
+        h.push(obs(0, "n2", json!({"role": "master", "epoch": 2})));
+        for (i, o) in h.iter_mut().enumerate() {
+            o.index = i as u64;
+        }
+        let r = analyse(&h);
+        assert_eq!(r.valid, Validity::Invalid);
+        assert!(
+            r.summary.contains("; 1 writes acknowledged by a master of an older epoch while another was master throughout (first: history index 3, n1 in epoch 1 while n2 held epoch 2"),
+            "{}",
+            r.summary
+        );
+        assert_eq!(r.details["stale_acks"], 1);
     }
 
     fn obs(t: u64, node: &str, value: Value) -> Op {

@@ -52,7 +52,7 @@ impl DualMasterChecker {
         out
     }
 
-    fn write_ref(&self, w: &Write) -> WriteRef {
+    pub(super) fn write_ref(&self, w: &Write) -> WriteRef {
         WriteRef {
             index: w.index,
             f: WRITE_FNS[w.f as usize].to_string(),
@@ -76,7 +76,7 @@ impl DualMasterChecker {
 
     /// Whether `w` is absent from every final read of its key; `finals` holds each
     /// key id's final reads.
-    fn lost(&self, w: &Write, finals: &[Option<&Finals>]) -> bool {
+    pub(super) fn lost(&self, w: &Write, finals: &[Option<&Finals>]) -> bool {
         matches!(WRITE_FNS.get(w.f as usize), Some(&("add" | "append")))
             && finals
                 .get(w.key as usize)
@@ -225,7 +225,8 @@ impl DualMasterChecker {
             count(Kind::BothAcceptedWrites),
             count(Kind::SameTerm),
         );
-        let valid = if both + same > 0 || !same_epoch_acks.is_empty() {
+        let (stale_acks, stale_ack_examples) = self.stale_acks(&finals);
+        let valid = if both + same > 0 || !same_epoch_acks.is_empty() || stale_acks > 0 {
             Validity::Invalid
         } else if self.observations == 0 {
             Validity::Unknown
@@ -242,6 +243,8 @@ impl DualMasterChecker {
             both_accepted_writes: both,
             same_term: same,
             same_epoch_acks,
+            stale_acks,
+            stale_ack_examples,
         }
     }
 }

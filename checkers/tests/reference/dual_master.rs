@@ -2,7 +2,9 @@
 //! `&[Op]`, every write cloned. Kept verbatim as the oracle the streaming checker is
 //! compared with (tests) and measured against (benchmark).
 
-use checkers::dual_master::{Interval, Kind, Report, SameEpochAcks, Side, WriteRef, WRITE_FNS};
+use checkers::dual_master::{
+    Interval, Kind, Report, SameEpochAcks, Side, StaleAck, WriteRef, WRITE_FNS,
+};
 use checkers::{Op, OpType, Process, Validity};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -276,7 +278,8 @@ pub fn check(history: &[Op]) -> Report {
         count(Kind::BothAcceptedWrites),
         count(Kind::SameTerm),
     );
-    let valid = if both + same > 0 || !same_epoch_acks.is_empty() {
+    let (stale_acks, stale_ack_examples) = stale_acks(&writes);
+    let valid = if both + same > 0 || !same_epoch_acks.is_empty() || stale_acks > 0 {
         Validity::Invalid
     } else if observations == 0 {
         Validity::Unknown
@@ -293,5 +296,54 @@ pub fn check(history: &[Op]) -> Report {
         both_accepted_writes: both,
         same_term: same,
         same_epoch_acks,
+        stale_acks,
+        stale_ack_examples,
     }
+}
+
+/// Stale acknowledgements by brute force (added with the streaming checker's
+/// `stale` module, as its oracle): for each write with a key and an epoch, every
+/// (node, epoch) of another node and a newer epoch that acknowledged a write to the same key
+/// completing before this one's invocation and another invoked after its completion;
+/// the first of them by (first completion, node, epoch) is named.
+fn stale_acks(writes: &[Write]) -> (usize, Vec<StaleAck>) {
+    let (mut count, mut examples) = (0, Vec::new());
+    for w in writes {
+        let (Some(epoch), Some(key)) = (w.w.epoch, w.w.key.as_ref()) else {
+            continue;
+        };
+        let mut best: Option<(u64, &str, u64)> = None;
+        for a in writes {
+            let Some(e) = a.w.epoch else { continue };
+            if a.w.key.as_ref() != Some(key) || a.node == w.node || e <= epoch {
+                continue;
+            }
+            let group = || {
+                writes
+                    .iter()
+                    .filter(|b| b.node == a.node && b.w.epoch == Some(e) && b.w.key == a.w.key)
+            };
+            let first_end = group().map(|b| b.end).min().unwrap_or(u64::MAX);
+            let last_start = group().map(|b| b.start).max().unwrap_or(0);
+            if first_end < w.start && last_start > w.end {
+                let cand = (first_end, a.node.as_str(), e);
+                if best.is_none_or(|b| cand < b) {
+                    best = Some(cand);
+                }
+            }
+        }
+        if let Some((_, master, master_epoch)) = best {
+            count += 1;
+            if examples.len() < KEEP_WRITES {
+                examples.push(StaleAck {
+                    node: w.node.clone(),
+                    write: w.w.clone(),
+                    lost: w.lost,
+                    master: master.to_string(),
+                    master_epoch,
+                });
+            }
+        }
+    }
+    (count, examples)
 }
