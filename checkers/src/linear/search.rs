@@ -7,8 +7,12 @@
 //! ops (no return: info or never completed) are optional, so they live in a second
 //! list, are tried only after every completed candidate, are never placed where they
 //! would not change the state, and need not be placed at all: the search succeeds
-//! once every completed op is linearized. The hot loop allocates only when the
-//! model's state does and when the cache grows.
+//! once every completed op is linearized. Two prunings keep the open ops from
+//! multiplying the search: the model may name open ops no linearization needs
+//! ([`Model::useless_open`]), which are left out, and of open ops that are the
+//! same op the earliest called is tried first (it can stand wherever a later twin
+//! can, so a later twin is tried only once its earlier twins are placed). The hot
+//! loop allocates only when the model's state does and when the cache grows.
 
 use super::cache::{hash_state, zobrist, Bits, Budget, Cache};
 use crate::models::{Model, PartOp};
@@ -74,6 +78,9 @@ pub struct Search<M: Model, B: Bits> {
     model: M,
     ops: Vec<M::Op>,
     read_only: Vec<bool>,
+    /// For an open op: the latest open op called before it that is the same op
+    /// (`NIL`: none).
+    twin: Vec<u32>,
     zob: Vec<u64>,
     entries: Vec<Entry>,
     state: M::State,
@@ -93,6 +100,10 @@ impl<M: Model, B: Bits> Search<M, B> {
     pub fn new(model: M, ops: Vec<PartOp<M::Op>>, budget: Budget) -> Self {
         let n = ops.len();
         let order = event_order(&ops);
+        let open: Vec<bool> = ops.iter().map(|o| o.ret.is_none()).collect();
+        let ops: Vec<M::Op> = ops.into_iter().map(|p| p.op).collect();
+        let useless = model.useless_open(&ops, &open);
+        let mut twin = vec![NIL; n];
         let blank = Entry {
             prev: NIL,
             next: NIL,
@@ -106,10 +117,20 @@ impl<M: Model, B: Bits> Search<M, B> {
         entries.push(blank);
         let mut call_entry = vec![NIL; n];
         let (mut last_done, mut last_open) = (HEAD, OPEN);
+        // Open calls linked so far, latest first, for finding twins.
+        let mut open_calls: Vec<u32> = Vec::new();
         for (rank, &(op, is_call)) in order.iter().enumerate() {
-            let open = ops[op as usize].ret.is_none();
-            if open && !is_call {
+            let open = open[op as usize];
+            if open && (!is_call || useless[op as usize]) {
                 continue;
+            }
+            if open {
+                let same = open_calls
+                    .iter()
+                    .rev()
+                    .find(|&&o| ops[o as usize] == ops[op as usize]);
+                twin[op as usize] = same.copied().unwrap_or(NIL);
+                open_calls.push(op);
             }
             let id = entries.len() as u32;
             let tail = if open { &mut last_open } else { &mut last_done };
@@ -129,7 +150,6 @@ impl<M: Model, B: Bits> Search<M, B> {
                 entries[call_entry[op as usize] as usize].partner = id;
             }
         }
-        let ops: Vec<M::Op> = ops.into_iter().map(|p| p.op).collect();
         let read_only = ops.iter().map(|o| model.read_only(o)).collect();
         let state = model.init();
         let cursor = entries[HEAD as usize].next;
@@ -137,6 +157,7 @@ impl<M: Model, B: Bits> Search<M, B> {
         let words = bits.words().len();
         Search {
             read_only,
+            twin,
             zob: zobrist(n, 0x5eed_1234_abcd_0042),
             entries,
             state,
@@ -172,6 +193,12 @@ impl<M: Model, B: Bits> Search<M, B> {
 
     pub fn cache_full(&self) -> bool {
         self.cache.full
+    }
+
+    /// Whether op `op` is linearized.
+    #[inline(always)]
+    fn placed(&self, op: u32) -> bool {
+        self.bits.words()[(op >> 6) as usize] >> (op & 63) & 1 == 1
     }
 
     #[inline(always)]
@@ -294,6 +321,12 @@ impl<M: Model, B: Bits> Search<M, B> {
                     continue;
                 }
                 let op = self.entries[e as usize].op;
+                let twin = self.twin[op as usize];
+                if twin != NIL && !self.placed(twin) {
+                    // Its earlier twin can stand here as well and is tried instead.
+                    self.cursor = self.entries[e as usize].next;
+                    continue;
+                }
                 if let Some(next) = self.model.step(&self.state, &self.ops[op as usize]) {
                     // An open op that changes nothing here is no use here.
                     if next != self.state && self.push(e, op, next, false, limit) {

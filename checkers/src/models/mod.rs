@@ -21,7 +21,7 @@ use std::hash::Hash;
 pub trait Model: Clone + Send + Sync + 'static {
     type State: Clone + Eq + Hash + Send + Debug;
     /// One compiled operation: input and observed output together.
-    type Op: Send + Sync + Debug;
+    type Op: Send + Sync + Debug + PartialEq;
     fn init(&self) -> Self::State;
     /// The state after `op`, or `None` when `op` cannot have happened in `state`
     /// with the output it observed.
@@ -31,6 +31,13 @@ pub trait Model: Clone + Send + Sync + 'static {
     /// over that choice: moving a state-preserving op earlier to a point where it is
     /// legal never breaks a linearization.
     fn read_only(&self, op: &Self::Op) -> bool;
+    /// Which open ops (`open[i]`: no return) no linearization needs, so the search
+    /// may leave them out: for each such op, every linearization that places it can
+    /// drop it and stay legal. Default: none.
+    fn useless_open(&self, ops: &[Self::Op], open: &[bool]) -> Vec<bool> {
+        let _ = open;
+        vec![false; ops.len()]
+    }
     fn describe_op(&self, op: &Self::Op) -> String;
     fn describe_state(&self, state: &Self::State) -> String;
     /// The independent component of the state `op` reads and writes, if the model

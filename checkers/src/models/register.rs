@@ -59,6 +59,51 @@ impl Model for Register {
         matches!(op, RegOp::Read(_))
     }
 
+    /// An open write or cas whose value nothing can observe: no completed read
+    /// returned it, no completed cas expects it, and no open cas that expects it
+    /// sets a value that is observable in turn. After such an op (or a run of
+    /// them) the next op of a linearization can only be a write, which overwrites
+    /// the value, so leaving the run out keeps the linearization legal. Open ops
+    /// of a run cut short by a time-out (a frozen node's clients) are mostly such.
+    fn useless_open(&self, ops: &[RegOp], open: &[bool]) -> Vec<bool> {
+        let mut seen = std::collections::HashSet::new();
+        for (op, &open) in ops.iter().zip(open) {
+            match *op {
+                RegOp::Read(v) if !open => {
+                    seen.insert(v);
+                }
+                RegOp::Cas { from, .. } if !open => {
+                    seen.insert(from);
+                }
+                _ => {}
+            }
+        }
+        // An open cas from `from` matters when what it sets is seen.
+        loop {
+            let before = seen.len();
+            for (op, &open) in ops.iter().zip(open) {
+                if let RegOp::Cas { from, to, .. } = *op {
+                    if open && seen.contains(&to) {
+                        seen.insert(from);
+                    }
+                }
+            }
+            if seen.len() == before {
+                break;
+            }
+        }
+        ops.iter()
+            .zip(open)
+            .map(|(op, &open)| {
+                open && match *op {
+                    RegOp::Read(_) => false,
+                    RegOp::Write { value, .. } => !seen.contains(&value),
+                    RegOp::Cas { to, .. } => !seen.contains(&to),
+                }
+            })
+            .collect()
+    }
+
     fn describe_op(&self, op: &RegOp) -> String {
         let v = |id| self.values.show(id);
         match *op {
