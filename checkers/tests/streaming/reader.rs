@@ -1,10 +1,10 @@
 //! The block reader (`blocks::for_each_view_par`) against the one-thread line
 //! reader on histories of long lines: lines just under, at and over a block
-//! (1 MiB), runs of several-MiB final reads (the reader then reuses the large
-//! buffers earlier long lines left), a long line that serde reads, one that is
-//! broken, one that is not UTF-8, one at the end without its line end; the
-//! input handed over in reads of odd sizes. The views, in order, or the error
-//! must be the same.
+//! (256 KiB) and 1 MiB, runs of several-MiB final reads (the reader then reuses
+//! the large buffers earlier long lines left), a long line that serde reads, one
+//! that is broken, one that is not UTF-8, one at the end without its line end;
+//! the input handed over in reads of odd sizes. The views, in order, or the
+//! error must be the same.
 
 use super::Rng;
 use checkers::blocks::for_each_view_par;
@@ -156,9 +156,17 @@ fn long_lines_read_as_the_line_reader_reads_them_whatever_the_read_sizes() {
         vec![MIB - 1, MIB + 1, 100],
     ];
     let layouts: [&[usize]; 4] = [
-        // Just under, at and over a block; then a run of long reads, more than
-        // are let in flight at once, so that later ones reuse earlier buffers.
-        &[MIB - 200, MIB, MIB + 10, 2 * MIB + 3],
+        // Just under, at and over a block (256 KiB; once 1 MiB); then a run of
+        // long reads, more than are let in flight at once, so that later ones
+        // reuse earlier buffers.
+        &[
+            MIB / 4 - 200,
+            MIB / 4,
+            MIB / 4 + 10,
+            MIB - 200,
+            MIB,
+            2 * MIB + 3,
+        ],
         &[3 * MIB, 4 * MIB, 3 * MIB + 77, 4 * MIB, 5 * MIB, 3 * MIB],
         &[9 * MIB],
         &[100, 2 * MIB, 70_000, 2 * MIB],
