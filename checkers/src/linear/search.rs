@@ -7,7 +7,9 @@
 //! ops (no return: info or never completed) are optional, so they live in a second
 //! list, are tried only after every completed candidate, are never placed where they
 //! would not change the state, and need not be placed at all: the search succeeds
-//! once every completed op is linearized. Two prunings keep the open ops from
+//! once every completed op is linearized. It first searches without them (any
+//! linearization of the completed ops alone is a witness), and only when that fails
+//! searches again with them. Two prunings keep the open ops from
 //! multiplying the search: the model may name open ops no linearization needs
 //! ([`Model::useless_open`]), which are left out, and of open ops that are the
 //! same op the earliest called is tried first (it can stand wherever a later twin
@@ -94,6 +96,11 @@ pub struct Search<M: Model, B: Bits> {
     pub best: Vec<u32>,
     pub steps: u64,
     done: Option<Status>,
+    /// First pass: completed ops only. A linearization of them alone is a witness
+    /// (open ops are optional), and without the open ops the search is far smaller;
+    /// only when it fails are the open ops tried, from the start with a new cache.
+    completed_only: bool,
+    budget: Budget,
 }
 
 impl<M: Model, B: Bits> Search<M, B> {
@@ -153,6 +160,7 @@ impl<M: Model, B: Bits> Search<M, B> {
         let read_only = ops.iter().map(|o| model.read_only(o)).collect();
         let state = model.init();
         let cursor = entries[HEAD as usize].next;
+        let has_open = entries[OPEN as usize].next != NIL;
         let bits = B::with_capacity(n);
         let words = bits.words().len();
         Search {
@@ -164,7 +172,9 @@ impl<M: Model, B: Bits> Search<M, B> {
             bits,
             set_hash: 0,
             stack: Vec::with_capacity(n),
-            cache: Cache::new(words, budget),
+            cache: Cache::new(words, budget.clone()),
+            budget,
+            completed_only: has_open,
             cursor,
             phase: Phase::Completed,
             best: Vec::new(),
@@ -294,6 +304,22 @@ impl<M: Model, B: Bits> Search<M, B> {
         true
     }
 
+    /// After the first pass failed with everything backtracked: starts the second,
+    /// with the open ops, from the initial configuration (which backtracking has
+    /// restored) and an empty cache (what failed without open ops may not fail
+    /// with them). False when there is no second pass to run.
+    fn open_ops_next(&mut self) -> bool {
+        if !self.completed_only {
+            return false;
+        }
+        self.completed_only = false;
+        let words = self.bits.words().len();
+        self.cache = Cache::new(words, self.budget.clone());
+        self.cursor = self.entries[HEAD as usize].next;
+        self.phase = Phase::Completed;
+        true
+    }
+
     /// Runs until done, `deadline`, or `cancel`; checks both every 1024 steps.
     pub fn run(&mut self, deadline: Instant, cancel: &AtomicBool) -> Status {
         if let Some(s) = self.done {
@@ -347,7 +373,7 @@ impl<M: Model, B: Bits> Search<M, B> {
                     if committed {
                         // This configuration plus the read was explored and failed,
                         // so this configuration fails too.
-                        if !self.backtrack() {
+                        if !self.backtrack() && !self.open_ops_next() {
                             self.done = Some(Status::NotLinearizable);
                             return Status::NotLinearizable;
                         }
@@ -355,6 +381,11 @@ impl<M: Model, B: Bits> Search<M, B> {
                     }
                 }
                 self.cursor = entry.next;
+            } else if self.completed_only {
+                if !self.backtrack() && !self.open_ops_next() {
+                    self.done = Some(Status::NotLinearizable);
+                    return Status::NotLinearizable;
+                }
             } else {
                 // Every completed candidate was tried: now the open ones before it.
                 self.phase = Phase::Open(entry.rank);
