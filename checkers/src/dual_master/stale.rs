@@ -15,11 +15,37 @@
 //! systems apart: two groups' masters accepting writes at once to different keys
 //! is no finding.
 
-use super::{DualMasterChecker, Finals, StaleAck, KEEP_WRITES};
-use crate::compact::FastMap;
+use super::{DualMasterChecker, Finals, StaleAck, Write, KEEP_WRITES};
+use crate::compact::{FastHash, FastMap};
+use std::collections::HashSet;
 
 /// One node's acknowledgements of one key in one epoch: the first completion and
-/// the last invocation. The node was master of that epoch between the two.
+/// the last invocation. The node was master of that epoch between the two, and no
+/// write of the group lies inside another group's window unless the windows overlap.
+#[derive(Clone, Copy)]
+struct Span {
+    first_end: u64,
+    last_start: u64,
+}
+
+impl Span {
+    fn of(w: &Write) -> Span {
+        Span {
+            first_end: w.end,
+            last_start: w.start,
+        }
+    }
+
+    fn add(&mut self, w: &Write) {
+        self.first_end = self.first_end.min(w.end);
+        self.last_start = self.last_start.max(w.start);
+    }
+}
+
+/// A group: (key id, node id, epoch).
+type Group = (u32, u32, u64);
+
+/// A window that spans some time.
 struct Window {
     node: u32,
     epoch: u64,
@@ -38,14 +64,29 @@ impl DualMasterChecker {
     /// How many writes were acknowledged stale, and the first [`KEEP_WRITES`] of them
     /// in history order.
     pub(super) fn stale_acks(&self, finals: &[Option<&Finals>]) -> (usize, Vec<StaleAck>) {
-        let by_key = self.windows();
-        if by_key.iter().all(Option::is_none) {
+        let spans = self.spans();
+        let suspects = suspects(&spans);
+        if suspects.is_empty() {
             return (0, Vec::new());
         }
+        let by_key = self.windows(&spans);
         let name = |id: u32| self.nodes.name(id).unwrap_or_default();
         let (mut count, mut examples) = (0, Vec::new());
+        let mut last: Option<(Group, bool)> = None;
         for w in &self.writes {
             let Some(epoch) = w.epoch() else { continue };
+            let group = (w.key, w.node, epoch);
+            let suspect = match last {
+                Some((g, s)) if g == group => s,
+                _ => {
+                    let s = suspects.contains(&group);
+                    last = Some((group, s));
+                    s
+                }
+            };
+            if !suspect {
+                continue;
+            }
             let Some(Some(kw)) = by_key.get(w.key as usize) else {
                 continue;
             };
@@ -75,27 +116,42 @@ impl DualMasterChecker {
         (count, examples)
     }
 
-    /// Per key id, its windows that span some time (`None` for a key with none).
-    fn windows(&self) -> Vec<Option<KeyWindows>> {
-        let mut spans: FastMap<(u32, u32, u64), (u64, u64)> = FastMap::default();
+    /// Every group's span, in one pass that looks a group up only when it differs
+    /// from the previous write's (consecutive writes mostly share theirs).
+    fn spans(&self) -> FastMap<Group, Span> {
+        let mut spans: FastMap<Group, Span> = FastMap::default();
+        let mut cur: Option<(Group, Span)> = None;
         for w in &self.writes {
             let Some(epoch) = w.epoch() else { continue };
-            let s = spans
-                .entry((w.key, w.node, epoch))
-                .or_insert((w.end, w.start));
-            s.0 = s.0.min(w.end);
-            s.1 = s.1.max(w.start);
+            let group = (w.key, w.node, epoch);
+            match &mut cur {
+                Some((g, s)) if *g == group => s.add(w),
+                _ => {
+                    if let Some((g, s)) = cur.take() {
+                        merge(&mut spans, g, s);
+                    }
+                    cur = Some((group, Span::of(w)));
+                }
+            }
         }
+        if let Some((g, s)) = cur {
+            merge(&mut spans, g, s);
+        }
+        spans
+    }
+
+    /// Per key id, its windows that span some time (`None` for a key with none).
+    fn windows(&self, spans: &FastMap<Group, Span>) -> Vec<Option<KeyWindows>> {
         let mut by_key: Vec<Vec<Window>> = Vec::new();
         by_key.resize_with(self.keys.len(), Vec::new);
-        for ((key, node, epoch), (first_end, last_start)) in spans {
-            if first_end < last_start {
+        for (&(key, node, epoch), s) in spans {
+            if s.first_end < s.last_start {
                 if let Some(v) = by_key.get_mut(key as usize) {
                     v.push(Window {
                         node,
                         epoch,
-                        first_end,
-                        last_start,
+                        first_end: s.first_end,
+                        last_start: s.last_start,
                     });
                 }
             }
@@ -125,6 +181,43 @@ impl DualMasterChecker {
             })
             .collect()
     }
+}
+
+fn merge(spans: &mut FastMap<Group, Span>, g: Group, s: Span) {
+    spans
+        .entry(g)
+        .and_modify(|t| {
+            t.first_end = t.first_end.min(s.first_end);
+            t.last_start = t.last_start.max(s.last_start);
+        })
+        .or_insert(s);
+}
+
+/// The groups one of whose writes may lie inside another node's window of a newer
+/// epoch on the same key: a write `w` of group `h` inside window `g` needs
+/// `g.first_end < w.start <= h.last_start` and `h.first_end <= w.end < g.last_start`.
+/// Only their writes are looked at one by one.
+fn suspects(spans: &FastMap<Group, Span>) -> HashSet<Group, FastHash> {
+    let mut by_key: FastMap<u32, Vec<(Group, Span)>> = FastMap::default();
+    for (&g, &s) in spans {
+        by_key.entry(g.0).or_default().push((g, s));
+    }
+    let mut out = HashSet::default();
+    for groups in by_key.values() {
+        for &(h, hs) in groups {
+            let inside = groups.iter().any(|&(g, gs)| {
+                g.1 != h.1
+                    && g.2 > h.2
+                    && gs.first_end < gs.last_start
+                    && gs.first_end < hs.last_start
+                    && hs.first_end < gs.last_start
+            });
+            if inside {
+                out.insert(h);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
