@@ -19,11 +19,10 @@ mod entry;
 use entry::{Entry, Fast};
 
 /// Bytes read per block (a longer line makes its block longer), reached by doubling
-/// from `FIRST_BLOCK` so that a small history costs no large buffer. A block's
-/// text and entries (about twice its size) are written on one core and read on
-/// another: at 256 KiB they cost fewer page faults and less CPU than at 1 MiB
-/// (measured: 21,200 → 18,000 faults and 0.33 → 0.31 CPU s on the 1M-op history).
-const BLOCK: usize = 256 << 10;
+/// from `FIRST_BLOCK` so that a small history costs no large buffer. (256 and
+/// 512 KiB cost fewer page faults and less memory, but were slower on the 1M-op
+/// history except on a machine loaded far beyond its two cores.)
+const BLOCK: usize = 1 << 20;
 const FIRST_BLOCK: usize = 64 << 10;
 /// Room a line longer than a block gets at once, and more as it grows: the
 /// final reads of a large history are lines of several MiB.
@@ -357,7 +356,7 @@ fn consume(
 /// Streams a JSONL history into `visit` like [`crate::scan::for_each_view`] (same
 /// entries in the same order, same errors): one thread reads blocks of whole lines,
 /// [`SCANNERS`] threads scan them, and `visit` runs on this thread over the blocks
-/// in file order. Memory: a few 256 KiB blocks and their entries per scanner, and
+/// in file order. Memory: a few 1 MiB blocks and their entries per scanner, and
 /// about 12 MiB of text in flight at most (more only for a line that long).
 pub fn for_each_view_par<R: Read + Send>(
     input: R,

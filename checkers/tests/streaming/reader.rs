@@ -1,6 +1,6 @@
 //! The block reader (`blocks::for_each_view_par`) against the one-thread line
 //! reader on histories of long lines: lines just under, at and over a block
-//! (256 KiB) and 1 MiB, runs of several-MiB final reads (the reader then reuses
+//! (1 MiB) and 256 KiB, runs of several-MiB final reads (the reader then reuses
 //! the large buffers earlier long lines left), a long line that serde reads, one
 //! that is broken, one that is not UTF-8, one at the end without its line end;
 //! the input handed over in reads of odd sizes. The views, in order, or the
@@ -156,9 +156,9 @@ fn long_lines_read_as_the_line_reader_reads_them_whatever_the_read_sizes() {
         vec![MIB - 1, MIB + 1, 100],
     ];
     let layouts: [&[usize]; 4] = [
-        // Just under, at and over a block (256 KiB; once 1 MiB); then a run of
-        // long reads, more than are let in flight at once, so that later ones
-        // reuse earlier buffers.
+        // Just under, at and over a block (1 MiB) and a quarter block; then a
+        // run of long reads, more than are let in flight at once, so that later
+        // ones reuse earlier buffers.
         &[
             MIB / 4 - 200,
             MIB / 4,
