@@ -479,6 +479,34 @@ mod tests {
     }
 
     #[test]
+    fn what_an_entry_cannot_hold_reads_as_the_line_reader_reads_it() {
+        // Processes and epochs past `u32`, names of 255 and 256 bytes or more:
+        // an entry holds the first and the serde path reads the rest, the same.
+        let mut text = String::new();
+        // Each past its limit alone, all at their limits, all past them.
+        let lines = [
+            (1u64 << 32, 3u64, 5usize, 3usize, 3usize),
+            (7, (1 << 32) + 9, 5, 3, 3),
+            (8, 4, 256, 3, 3),
+            (9, 4, 3, 256, 3),
+            (10, 4, 3, 3, 256),
+            (u32::MAX as u64, u32::MAX as u64, 255, 255, 255),
+            (u64::MAX, u64::MAX, 300, 256, 257),
+        ];
+        for (i, (p, e, key, node, by)) in lines.into_iter().enumerate() {
+            text.push_str(&format!(
+                "{{\"index\":{i},\"time\":1,\"process\":{p},\"type\":\"ok\",\"f\":\"add\",\"key\":\"{}\",\"value\":{i},\"node\":\"{}\",\"acked_by\":\"{}\",\"epoch\":{e}}}\n",
+                "k".repeat(key),
+                "n".repeat(node),
+                "a".repeat(by),
+            ));
+        }
+        let (par, seq) = both(text.as_bytes());
+        assert_eq!(par.as_ref().map(Vec::len), Ok(lines.len()));
+        assert_eq!(par, seq);
+    }
+
+    #[test]
     fn the_first_bad_line_stops_it_with_the_line_readers_error() {
         let good = "{\"index\":0,\"time\":1,\"process\":1,\"type\":\"invoke\",\"f\":\"add\",\"value\":1}\n";
         let mut text = good.repeat(60_000).into_bytes();

@@ -1,6 +1,6 @@
 //! What a scanning thread hands the checker's thread per line: [`Entry`], a
 //! scanned line as plain numbers and byte spans into its block (no borrow, no
-//! allocation; 88 bytes, written by one core and read by another, so kept small),
+//! allocation; 64 bytes, a cache line, written by one core and read by another),
 //! or the index of a line outside the fast subset that serde parsed.
 
 use crate::history::{OpType, Process};
@@ -29,25 +29,43 @@ const FINAL: u8 = 4;
 const INTS: u8 = 8;
 /// [`Fast::flags`]: the value is an integer, `extra` its bits as `i64`.
 const INT: u8 = 16;
+/// [`Fast::flags`]: the value's set is the batch's set number `extra`.
+const MEMBERS: u8 = 32;
 
-/// One scanned line: [`OpView`] with spans instead of borrowed strings.
+/// The short strings of a line (`f`, `key`, `node`, `acked_by`, in this order in
+/// [`Fast::short`] and [`Fast::len`]): where each starts (`u32::MAX`: none) and
+/// its length (a longer string takes serde's path).
+const F: usize = 0;
+const KEY: usize = 1;
+const NODE: usize = 2;
+const ACKED_BY: usize = 3;
+
+/// Where `s` sits in `base` and its length, when it is a piece of it shorter
+/// than 256 bytes.
+#[inline(always)]
+fn short(base: &str, s: &str) -> Option<(u32, u8)> {
+    let sp = span_in(base, s)?;
+    Some((sp.start, u8::try_from(sp.end - sp.start).ok()?))
+}
+
+/// One scanned line: [`OpView`] with spans instead of borrowed strings, in 64
+/// bytes (a process or epoch past `u32`, or a name of 256 bytes or more, takes
+/// serde's path instead).
 pub(super) struct Fast {
     index: u64,
     time: u64,
-    epoch: u64,
-    process: u64,
-    /// See [`INTS`] and [`INT`].
+    /// See [`INTS`], [`INT`] and [`MEMBERS`].
     extra: u64,
-    f: Span,
-    key: Span,
-    node: Span,
     /// `NO_SPAN`: the line has no `value` (it reads as `null`).
     value: Span,
-    acked_by: Span,
+    /// Where `f`, `key`, `node`, `acked_by` start (`u32::MAX`: none).
+    short: [u32; 4],
+    /// Their lengths.
+    len: [u8; 4],
+    epoch: u32,
+    process: u32,
     kind: OpType,
     flags: u8,
-    /// Index of the value's set among the batch's sets (`u32::MAX`: none).
-    members: u32,
 }
 
 /// Plain data (no drop glue): a block's entries are emptied in one step.
@@ -107,14 +125,15 @@ impl Fast {
             }
             ValueRef::Json(_) | ValueRef::Ints(..) => return None,
         };
-        let must = |s: Option<&str>| -> Option<Span> {
-            match s {
-                None => Some(NO_SPAN),
-                Some(s) => span_in(base, s),
+        let (mut short, mut len) = ([u32::MAX; 4], [0u8; 4]);
+        let strings = [Some(v.f), v.key, v.node, v.acked_by];
+        for (i, s) in strings.into_iter().enumerate() {
+            if let Some(s) = s {
+                (short[i], len[i]) = self::short(base, s)?;
             }
-        };
+        }
         let process = match v.process {
-            Process::Client(p) => p,
+            Process::Client(p) => u32::try_from(p).ok()?,
             Process::Nemesis => {
                 flags |= NEMESIS;
                 0
@@ -129,24 +148,39 @@ impl Fast {
         Some(Fast {
             index: v.index,
             time: v.time,
-            epoch: v.epoch.unwrap_or(0),
-            process,
             extra,
-            f: span_in(base, v.f)?,
-            key: must(v.key)?,
-            node: must(v.node)?,
             value,
-            acked_by: must(v.acked_by)?,
+            short,
+            len,
+            epoch: u32::try_from(v.epoch.unwrap_or(0)).ok()?,
+            process,
             kind: v.kind,
             flags,
-            members: u32::MAX,
         })
     }
 
-    /// Notes that the value's set is `sets[i]`.
+    /// Notes that the value's set is `sets[i]` (the value is then raw text:
+    /// `extra` holds nothing else).
     pub(super) fn set_members(&mut self, i: usize) -> Option<()> {
-        self.members = u32::try_from(i).ok().filter(|&i| i != u32::MAX)?;
+        if self.flags & (INTS | INT) != 0 {
+            return None;
+        }
+        self.flags |= MEMBERS;
+        self.extra = u64::try_from(i).ok()?;
         Some(())
+    }
+
+    /// The short string `i` ([`F`], [`KEY`], [`NODE`], [`ACKED_BY`]).
+    #[inline(always)]
+    fn text<'a>(&self, base: &'a str, i: usize) -> Option<&'a str> {
+        let start = self.short[i];
+        text(
+            base,
+            Span {
+                start,
+                end: start.wrapping_add(u32::from(self.len[i])),
+            },
+        )
     }
 
     #[inline(always)]
@@ -173,17 +207,23 @@ impl Fast {
             process: if has(NEMESIS) {
                 Process::Nemesis
             } else {
-                Process::Client(self.process)
+                Process::Client(u64::from(self.process))
             },
             kind: self.kind,
-            f: text(base, self.f).unwrap_or_default(),
-            key: text(base, self.key),
-            node: text(base, self.node),
+            f: self.text(base, F).unwrap_or_default(),
+            key: self.text(base, KEY),
+            node: self.text(base, NODE),
             value,
             is_final: has(FINAL),
-            acked_by: text(base, self.acked_by),
-            epoch: has(EPOCH).then_some(self.epoch),
-            members: sets.get(self.members as usize),
+            acked_by: self.text(base, ACKED_BY),
+            epoch: has(EPOCH).then_some(u64::from(self.epoch)),
+            members: match has(MEMBERS) {
+                true => sets.get(self.extra as usize),
+                false => None,
+            },
         }
     }
 }
+
+// An entry is one cache line (the tag in `kind`'s spare values).
+const _: () = assert!(std::mem::size_of::<Entry>() == 64);
