@@ -215,8 +215,11 @@ async fn a_killed_master_is_replaced_by_the_coordinator_and_restarts_from_disk()
     let new = add_acked(&c, 0, 21).await;
     acked.push(21);
     assert!(new == "n1" || new == "n2", "new master {new}");
-    let (m2, _, epoch2) = settled(&c, &[0, 1]).await;
+    let (m2, k2, epoch2) = settled(&c, &[0, 1]).await;
     assert!(epoch2 > epoch, "new epoch {epoch2} after {epoch}");
+    // n1 and n2 held the same log: the coordinator gave the group to the other node
+    // rather than to itself, so no node holds both roles.
+    assert_ne!(m2, k2, "the coordinator n{} took the group itself", k2 + 1);
     let got = client(&c, m2)
         .await
         .read(KEY, false, LONG)

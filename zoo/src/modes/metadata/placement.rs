@@ -166,10 +166,15 @@ impl MetadataMaster {
                 .iter()
                 .filter(|n| alive(n))
                 .filter_map(|n| status(n, g).map(|(_, s)| (n, s)))
+                // Most up to date first; among equals another node than this
+                // coordinator, so that one node does not hold both roles and a
+                // single pause or crash of it does not stop the group until a new
+                // coordinator is elected; then the lowest name.
                 .max_by(|(n1, s1), (n2, s2)| {
-                    (s1.last_term, s1.last_index, n2.as_str()).cmp(&(
+                    (s1.last_term, s1.last_index, n1.as_str() != me, n2.as_str()).cmp(&(
                         s2.last_term,
                         s2.last_index,
+                        n2.as_str() != me,
                         n1.as_str(),
                     ))
                 });
