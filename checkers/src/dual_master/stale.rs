@@ -2,18 +2,18 @@
 //! while another node was master of a newer one throughout. The evidence is the
 //! writes alone: node Y acknowledged writes to the same key in epoch E' both before
 //! the write was invoked and after it completed, so Y was master of E' the whole
-//! time, and node X acknowledged the write in epoch E < E' meanwhile. Role observations can miss such
-//! a moment (a master woken from a pause may act for a few milliseconds before it
-//! hears of its successor, between two polls); the acknowledgements cannot.
+//! time, and node X acknowledged the write in epoch E < E' meanwhile. Role
+//! observations can miss such a moment (a master woken from a pause may act for a
+//! few milliseconds before it hears of its successor, between two polls); the
+//! acknowledgements cannot.
 //!
 //! What it assumes of the system (as the same-epoch check does): an acknowledgement
 //! names the master that accepted the write and that master's epoch, epochs only
 //! grow, and a node is master of one epoch in one unbroken stretch (as with terms).
 //! Only the older epoch's write is flagged: the newer master's writes in the same
 //! moments are what a sound failover gives, and an older master that was frozen
-//! in between spans them with its own stretch. Keys keep sharded
-//! systems apart: two groups' masters accepting writes at once to different keys
-//! is no finding.
+//! in between spans them with its own stretch. Keys keep sharded systems apart:
+//! two groups' masters accepting writes at once to different keys is no finding.
 
 use super::{DualMasterChecker, Finals, StaleAck, Write, KEEP_WRITES};
 use crate::compact::{FastHash, FastMap};

@@ -26,6 +26,8 @@ const NIL: u32 = u32::MAX;
 const HEAD: u32 = 0;
 /// Head of the list of open ops' calls.
 const OPEN: u32 = 1;
+/// How many earlier open calls are compared when looking for an op's twin.
+const TWIN_LOOKBACK: usize = 64;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -132,9 +134,12 @@ impl<M: Model, B: Bits> Search<M, B> {
                 continue;
             }
             if open {
+                // A bounded look back keeps this linear; a twin further back is
+                // only a pruning missed (the op is then tried on its own).
                 let same = open_calls
                     .iter()
                     .rev()
+                    .take(TWIN_LOOKBACK)
                     .find(|&&o| ops[o as usize] == ops[op as usize]);
                 twin[op as usize] = same.copied().unwrap_or(NIL);
                 open_calls.push(op);
