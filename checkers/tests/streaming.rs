@@ -220,21 +220,13 @@ fn streaming_checkers_agree_with_the_in_memory_ones_on_random_histories() {
             let h = random_history(&mut rng, len);
             to_jsonl(&mut rng, &h)
         };
-        let want = serde_json::to_value(ref_lost_writes::check(&ops)).expect("report");
-        let got = serde_json::to_value(lost_writes::check(&ops)).expect("report");
-        assert_eq!(got, want, "case {case}: set checker in memory\n{text}");
-        let streamed = lost_writes::check_jsonl(text.as_bytes()).expect("history parses");
-        let streamed = serde_json::to_value(streamed).expect("report");
-        assert_eq!(streamed, want, "case {case}: set checker streamed\n{text}");
+        let label = format!("case {case}");
+        let tail = format!("\n{text}");
+        let want = set_checker_agrees(&ops, &text, &label, &tail);
         lost += usize::from(want["lost_count"].as_u64() > Some(0));
         unknown += usize::from(want["valid"] == "unknown");
 
-        let want = serde_json::to_value(ref_dual_master::check(&ops)).expect("report");
-        let got = serde_json::to_value(dual_master::check(&ops)).expect("report");
-        assert_eq!(got, want, "case {case}: dual-master in memory\n{text}");
-        let streamed = dual_master::check_jsonl(text.as_bytes()).expect("history parses");
-        let streamed = serde_json::to_value(streamed).expect("report");
-        assert_eq!(streamed, want, "case {case}: dual-master streamed\n{text}");
+        let want = dual_master_agrees(&ops, &text, &label, &tail);
         dual += usize::from(!want["intervals"].as_array().is_none_or(Vec::is_empty));
     }
     // The comparison proves little unless the interesting outcomes are common.
@@ -245,6 +237,29 @@ fn streaming_checkers_agree_with_the_in_memory_ones_on_random_histories() {
     ] {
         assert!(n * 20 >= cases, "only {n} of {cases} cases with {what}");
     }
+}
+
+/// The set checker, in memory and streamed from `text` (the JSONL of `ops`), gives
+/// the reference's report; returns it. A failure names `label`, then `tail`.
+fn set_checker_agrees(ops: &[Op], text: &str, label: &str, tail: &str) -> Value {
+    let want = serde_json::to_value(ref_lost_writes::check(ops)).expect("report");
+    let got = serde_json::to_value(lost_writes::check(ops)).expect("report");
+    assert_eq!(got, want, "{label}: set checker in memory{tail}");
+    let streamed = lost_writes::check_jsonl(text.as_bytes()).expect("history parses");
+    let streamed = serde_json::to_value(streamed).expect("report");
+    assert_eq!(streamed, want, "{label}: set checker streamed{tail}");
+    want
+}
+
+/// As [`set_checker_agrees`], for the dual-master checker.
+fn dual_master_agrees(ops: &[Op], text: &str, label: &str, tail: &str) -> Value {
+    let want = serde_json::to_value(ref_dual_master::check(ops)).expect("report");
+    let got = serde_json::to_value(dual_master::check(ops)).expect("report");
+    assert_eq!(got, want, "{label}: dual-master in memory{tail}");
+    let streamed = dual_master::check_jsonl(text.as_bytes()).expect("history parses");
+    let streamed = serde_json::to_value(streamed).expect("report");
+    assert_eq!(streamed, want, "{label}: dual-master streamed{tail}");
+    want
 }
 
 /// Histories of masters handing over: each write is acknowledged by the master of its
@@ -324,12 +339,7 @@ fn stale_acknowledgements_agree_with_the_brute_force_oracle() {
     for case in 0..cases {
         let ops = handover_history(&mut rng);
         let (_, text) = to_jsonl(&mut rng, &ops);
-        let want = serde_json::to_value(ref_dual_master::check(&ops)).expect("report");
-        let got = serde_json::to_value(dual_master::check(&ops)).expect("report");
-        assert_eq!(got, want, "case {case}: dual-master in memory\n{text}");
-        let streamed = dual_master::check_jsonl(text.as_bytes()).expect("history parses");
-        let streamed = serde_json::to_value(streamed).expect("report");
-        assert_eq!(streamed, want, "case {case}: dual-master streamed\n{text}");
+        let want = dual_master_agrees(&ops, &text, &format!("case {case}"), &format!("\n{text}"));
         if want["stale_acks"].as_u64() > Some(0) {
             stale += 1;
         } else {

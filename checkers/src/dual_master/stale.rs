@@ -36,9 +36,9 @@ impl Span {
         }
     }
 
-    fn add(&mut self, w: &Write) {
-        self.first_end = self.first_end.min(w.end);
-        self.last_start = self.last_start.max(w.start);
+    fn absorb(&mut self, o: Span) {
+        self.first_end = self.first_end.min(o.first_end);
+        self.last_start = self.last_start.max(o.last_start);
     }
 }
 
@@ -125,7 +125,7 @@ impl DualMasterChecker {
             let Some(epoch) = w.epoch() else { continue };
             let group = (w.key, w.node, epoch);
             match &mut cur {
-                Some((g, s)) if *g == group => s.add(w),
+                Some((g, s)) if *g == group => s.absorb(Span::of(w)),
                 _ => {
                     if let Some((g, s)) = cur.take() {
                         merge(&mut spans, g, s);
@@ -184,13 +184,7 @@ impl DualMasterChecker {
 }
 
 fn merge(spans: &mut FastMap<Group, Span>, g: Group, s: Span) {
-    spans
-        .entry(g)
-        .and_modify(|t| {
-            t.first_end = t.first_end.min(s.first_end);
-            t.last_start = t.last_start.max(s.last_start);
-        })
-        .or_insert(s);
+    spans.entry(g).and_modify(|t| t.absorb(s)).or_insert(s);
 }
 
 /// The groups one of whose writes may lie inside another node's window of a newer
